@@ -1,0 +1,570 @@
+"""The YAML config: read once, interpolated, validated into immutable objects.
+
+Every problem is reported at once as ``file:line: path: message``. Line numbers come from
+the YAML node tree, so an error points at the key the user wrote, not at a Python object.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+from watcher import __version__
+from watcher.errors import ConfigError, QueryError
+from watcher.query import combine, has_positive, parse, structured
+from watcher.rules import Rule
+
+DEFAULT_CONFIG = "config/watch.yaml"
+DEFAULT_USER_AGENT = f"watcher/{__version__} (+https://github.com/watcher-rss/watcher)"
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+_SIZE_UNITS |= {"kib": 1024, "mib": 1024**2, "gib": 1024**3}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.I)
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+_RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
+_RATE_PERIODS |= {"h": 3600, "hour": 3600}
+_ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def parse_duration(value: object) -> timedelta:
+    """``30s``, ``5m``, ``2h``, ``1d``, ``1w`` or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        found = _DURATION.match(str(value))
+        if not found:
+            raise ValueError(f"invalid duration {value!r} (use e.g. 30s, 5m, 2h, 1d)")
+        seconds = float(found[1]) * _UNITS[found[2] or "s"]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return timedelta(seconds=seconds)
+
+
+def parse_size(value: object) -> int:
+    """``10MB``, ``512KB``, ``1GiB`` or a number of bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    found = _SIZE.match(str(value))
+    if not found:
+        raise ValueError(f"invalid size {value!r} (use e.g. 512KB, 10MB)")
+    return int(float(found[1]) * _SIZE_UNITS[(found[2] or "").lower()])
+
+
+@dataclass(frozen=True)
+class Rate:
+    """At most ``count`` messages per ``period``."""
+
+    count: int
+    period: timedelta
+
+
+def parse_rate(value: object) -> Rate:
+    if isinstance(value, Rate):
+        return value
+    found = _RATE.match(str(value))
+    if not found or int(found[1]) < 1:
+        raise ValueError(f"invalid rate {value!r} (use e.g. 1/s, 20/min)")
+    return Rate(int(found[1]), timedelta(seconds=_RATE_PERIODS[found[2]]))
+
+
+def derive_feed_name(url: str) -> str:
+    """A readable default name from a feed URL's host and path."""
+    parts = urlsplit(url)
+    host = parts.hostname or "feed"
+    host = host.removeprefix("www.")
+    path = re.sub(r"\.(xml|rss|atom|json|php)$", "", parts.path.strip("/"))
+    slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{host}/{path}").strip("-")
+    return slug.lower()
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+RateField = Annotated[Rate, BeforeValidator(parse_rate)]
+
+
+def _http_url(value: str, *, allow_empty: bool = False) -> str:
+    if allow_empty and value == "":
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RetrySettings(_Model):
+    first: Duration = timedelta(seconds=30)  # first retry of a failed delivery
+    max: Duration = timedelta(hours=1)  # cap of the exponential backoff
+    give_up: Duration = timedelta(hours=24)  # a delivery failing this long is dead
+
+
+class Settings(_Model):
+    database: str = "state/watcher.db"  # relative to the working directory; WATCHER_DB overrides
+    interval: Duration = timedelta(minutes=5)  # default poll interval
+    timeout: Duration = timedelta(seconds=30)  # per HTTP request
+    max_feed_size: Size = 10 * 1000**2  # larger responses are cut off and reported
+    concurrency: int = Field(16, ge=1, le=512)  # feeds fetched at once
+    user_agent: str = DEFAULT_USER_AGENT
+    max_item_age: Duration = timedelta(days=7)  # older new items are stored, not alerted
+    retention: Duration = timedelta(days=90)  # items gone from their feed this long are pruned
+    listen: str | None = "127.0.0.1:9187"  # /healthz and /metrics; null disables
+    log_format: Literal["text", "json"] = "text"
+    retry: RetrySettings = RetrySettings()
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"expected host:port, got {value!r}")
+        return value
+
+
+class FeedConfig(_Model):
+    url: str
+    name: str = ""  # derived from the URL when empty
+    interval: Duration | None = None  # None: settings.interval
+    tags: tuple[str, ...] = ()
+    backfill: bool = False  # alert on the items present at the first poll too
+    headers: dict[str, str] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _http_url(value)
+
+
+class RuleConfig(_Model):
+    name: str = Field(min_length=1)
+    query: str | None = None
+    any: tuple[str, ...] = ()
+    all: tuple[str, ...] = ()
+    none: tuple[str, ...] = ()
+    feeds: tuple[str, ...] | None = None  # feed names and "tag:x"; None for every feed
+    notify: tuple[str, ...] = ()
+
+
+class _NotifierOptions(_Model):
+    rate: RateField | None = None
+    digest: Duration | None = None
+    timeout: Duration | None = None  # None: settings.timeout
+
+    @property
+    def enabled(self) -> bool:
+        return True
+
+
+class WebhookOptions(_NotifierOptions):
+    type: Literal["webhook"]
+    url: SecretStr  # empty: the notifier is disabled
+    secret: SecretStr | None = None  # signs the body with HMAC-SHA256
+    headers: dict[str, str] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        _http_url(value.get_secret_value(), allow_empty=True)
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url.get_secret_value())
+
+
+class SlackOptions(WebhookOptions):
+    type: Literal["slack"]  # type: ignore[assignment]
+
+
+class EmailOptions(_NotifierOptions):
+    type: Literal["email"]
+    to: tuple[str, ...] = Field(min_length=1)
+    sender: str = Field(alias="from")
+    host: str  # empty: the notifier is disabled
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
+
+
+NotifierOptions = Annotated[
+    WebhookOptions | SlackOptions | EmailOptions, Field(discriminator="type")
+]
+NOTIFIER_TYPES = ("email", "slack", "webhook")
+_NOTIFIER_ADAPTER: TypeAdapter[Any] = TypeAdapter(NotifierOptions)
+
+
+class Config(_Model):
+    settings: Settings = Settings()
+    feeds: tuple[FeedConfig, ...] = ()
+    rules: tuple[RuleConfig, ...] = ()
+    notify: dict[str, NotifierOptions] = {}
+    source: str = Field("", exclude=True)
+    """The file the config was read from."""
+
+    def feed_interval(self, feed: FeedConfig) -> timedelta:
+        return feed.interval or self.settings.interval
+
+    def compiled_rules(self) -> tuple[Rule, ...]:
+        """The rules as matchable objects; the config was validated, so every query parses."""
+        return tuple(_compile_rule(rule) for rule in self.rules)
+
+    def disabled_notifiers(self) -> list[str]:
+        return [name for name, options in self.notify.items() if not options.enabled]
+
+
+def _compile_rule(rule: RuleConfig) -> Rule:
+    node = combine(
+        parse(rule.query) if rule.query is not None else None,
+        structured(rule.any, rule.all, rule.none),
+    )
+    if node is None:
+        raise QueryError("a rule needs a query or any/all lists", 1)
+    if not has_positive(node):
+        raise QueryError("the rule has only exclusions; it needs a term that must be present", 1)
+    return Rule(rule.name, node, frozenset(rule.feeds) if rule.feeds else None, rule.notify)
+
+
+def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path:
+    """The config file: the one named, else ``$WATCHER_CONFIG``, else config/watch.yaml."""
+    env = os.environ if env is None else env
+    return Path(explicit or env.get("WATCHER_CONFIG") or DEFAULT_CONFIG)
+
+
+def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a config file; raise ConfigError listing every problem."""
+    env = os.environ if env is None else env
+    filename = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{filename}: cannot read the config file: {exc.strerror}"]) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{filename}: the config file is not UTF-8 text"]) from exc
+    return loads(text, filename, env)
+
+
+def loads(text: str, filename: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    tree = _Tree(filename, env)
+    data = tree.read(text)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([*tree.problems, tree.at((), "the config must be a mapping")])
+    if tree.problems and not data:
+        raise ConfigError(tree.problems)
+    config = _validate(data, tree)
+    if tree.problems:
+        raise ConfigError(tree.sorted_problems())
+    assert config is not None
+    if env.get("WATCHER_DB"):
+        settings = config.settings.model_copy(update={"database": env["WATCHER_DB"]})
+        config = config.model_copy(update={"settings": settings})
+    return config.model_copy(update={"source": filename})
+
+
+def _validate(data: dict[str, Any], tree: _Tree) -> Config | None:
+    """Validate section by section, so that one bad entry does not hide the others' errors."""
+    for key in data:
+        if key not in ("settings", "feeds", "rules", "notify"):
+            tree.problems.append(tree.at((key,), f"unknown key {key!r}{_suggest(key, _TOP)}"))
+    settings = tree.validate(Settings, data.get("settings") or {}, ("settings",))
+    feeds = [
+        tree.validate(FeedConfig, feed, ("feeds", i))
+        for i, feed in enumerate(_listed(data, "feeds", tree))
+    ]
+    rules = [
+        tree.validate(RuleConfig, rule, ("rules", i))
+        for i, rule in enumerate(_listed(data, "rules", tree))
+    ]
+    raw_notify = data.get("notify") or {}
+    if not isinstance(raw_notify, dict):
+        tree.problems.append(tree.at(("notify",), "expected a mapping of notifier names"))
+        raw_notify = {}
+    notify = {
+        name: tree.validate(_NOTIFIER_ADAPTER, options, ("notify", name))
+        for name, options in raw_notify.items()
+    }
+    for path, message in _cross_check(feeds, rules, set(raw_notify)):
+        tree.problems.append(tree.at(path, message))
+    if tree.problems or settings is None:
+        return None
+    return Config(
+        settings=settings,
+        feeds=tuple(feed for feed in feeds if feed is not None),
+        rules=tuple(rule for rule in rules if rule is not None),
+        notify={name: options for name, options in notify.items() if options is not None},
+    )
+
+
+_TOP = ["settings", "feeds", "rules", "notify"]
+
+
+def _listed(data: dict[str, Any], key: str, tree: _Tree) -> list[Any]:
+    value = data.get(key) or []
+    if not isinstance(value, list):
+        tree.problems.append(tree.at((key,), "expected a list"))
+        return []
+    if key == "feeds":
+        _default_feed_names(value)
+    return value
+
+
+def _default_feed_names(feeds: list[Any]) -> None:
+    for feed in feeds:
+        if isinstance(feed, dict) and not feed.get("name") and isinstance(feed.get("url"), str):
+            feed["name"] = derive_feed_name(feed["url"])
+
+
+Path_ = tuple[str | int, ...]
+
+
+def _cross_check(
+    feeds: list[FeedConfig | None], rules: list[RuleConfig | None], notifiers: set[str]
+) -> list[tuple[Path_, str]]:
+    """Checks that span several keys: unique names, references, queries."""
+    problems: list[tuple[Path_, str]] = []
+    feed_names: dict[str, int] = {}
+    for index, feed in enumerate(feeds):
+        if feed is None:
+            continue
+        if feed.name in feed_names:
+            problems.append(
+                (
+                    ("feeds", index, "name"),
+                    f"duplicate feed name {feed.name!r} (names must be unique; set name: on one)",
+                )
+            )
+        feed_names.setdefault(feed.name, index)
+    tags = {tag for feed in feeds if feed is not None for tag in feed.tags}
+    rule_names: set[str] = set()
+    for index, rule in enumerate(rules):
+        if rule is None:
+            continue
+        where: Path_ = ("rules", index)
+        if rule.name in rule_names:
+            problems.append(((*where, "name"), f"duplicate rule name {rule.name!r}"))
+        rule_names.add(rule.name)
+        problems.extend(_check_rule_query(rule, where))
+        for position, name in enumerate(rule.notify):
+            if name not in notifiers:
+                known = ", ".join(sorted(notifiers)) or "none defined"
+                problems.append(
+                    ((*where, "notify", position), f"unknown notifier {name!r} (known: {known})")
+                )
+        for position, scope in enumerate(rule.feeds or ()):
+            if scope.startswith("tag:"):
+                if scope[4:] not in tags:
+                    problems.append(((*where, "feeds", position), f"no feed has tag {scope[4:]!r}"))
+            elif scope not in feed_names:
+                hint = _suggest(scope, feed_names)
+                problems.append(((*where, "feeds", position), f"unknown feed {scope!r}{hint}"))
+    return problems
+
+
+def _check_rule_query(rule: RuleConfig, where: Path_) -> list[tuple[Path_, str]]:
+    if rule.query is None and not (rule.any or rule.all):
+        return [(where, "a rule needs a query or any/all lists")]
+    try:
+        _compile_rule(rule)
+    except QueryError as exc:
+        if rule.query is not None:
+            try:
+                parse(rule.query)
+            except QueryError:
+                return [((*where, "query"), str(exc))]
+        return [(where, exc.message)]
+    return []
+
+
+def _suggest(word: str, known: Mapping[str, object] | list[str]) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def format_path(path: Path_) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+class _Tree:
+    """Turns YAML text into plain data, recording the line of every key and interpolating."""
+
+    def __init__(self, filename: str, env: Mapping[str, str]) -> None:
+        self.filename = filename
+        self.env = env
+        self.lines: dict[Path_, int] = {}
+        self.problems: list[str] = []
+        self._constructor = yaml.SafeLoader("")
+
+    def read(self, text: str) -> Any:
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.problems.append(f"{self.filename}{line}: YAML syntax error: {problem}")
+            return None
+        return None if node is None else self._build(node, ())
+
+    def _build(self, node: yaml.Node, path: Path_) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = self._constructor.construct_object(key_node)
+                if not isinstance(key, str | int | float | bool) or key is None:
+                    self.problems.append(self.at(path, "keys must be plain text"))
+                    continue
+                key = str(key)
+                child = (*path, key)
+                self.lines[child] = key_node.start_mark.line + 1
+                if key in result:
+                    self.problems.append(self.at(child, f"duplicate key {key!r}"))
+                result[key] = self._build(value_node, child)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [self._build(item, (*path, i)) for i, item in enumerate(node.value)]
+        value = self._constructor.construct_object(node)
+        if isinstance(value, str):
+            value = self._interpolate(value, path)
+        return value
+
+    def _interpolate(self, value: str, path: Path_) -> str:
+        def replace(found: re.Match[str]) -> str:
+            escaped, name, default = found.groups()
+            if escaped:
+                return found[0][1:]
+            if name in self.env:
+                return self.env[name]
+            if default is not None:
+                return default
+            self.problems.append(
+                self.at(
+                    path,
+                    f"environment variable {name} is not set "
+                    f"(set it, or write ${{{name}:-default}})",
+                )
+            )
+            return ""
+
+        return _ENV.sub(replace, value) if "$" in value else value
+
+    def sorted_problems(self) -> list[str]:
+        """Problems in file order; the sort is stable, so one line keeps its own order."""
+        prefix = len(self.filename) + 1
+
+        def line(problem: str) -> int:
+            number = problem[prefix:].split(":", 1)[0]
+            return int(number) if number.isdigit() else 0
+
+        return sorted(self.problems, key=line)
+
+    def validate(self, model: Any, value: Any, path: Path_) -> Any:
+        """The validated object, or None after recording every error at its line."""
+        adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            for error in exc.errors():
+                self.problems.append(self.locate({**error, "loc": (*path, *error["loc"])}))
+            return None
+
+    def line_of(self, path: Path_) -> int:
+        while path not in self.lines and path:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def at(self, path: Path_, message: str) -> str:
+        where = format_path(path)
+        prefix = f"{where}: " if where else ""
+        return f"{self.filename}:{self.line_of(path)}: {prefix}{message}"
+
+    def locate(self, error: Mapping[str, Any]) -> str:
+        """A pydantic error as ``file:line: path: message``."""
+        path = _user_path(tuple(error["loc"]))
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            key = path[-1]
+            parent_fields = _fields_at(path[:-1])
+            hint = _suggest(str(key), parent_fields) if parent_fields else ""
+            return self.at(path, f"unknown key {key!r}{hint}")
+        if kind == "missing":
+            return self.at(path[:-1], f"missing required key {path[-1]!r}")
+        if kind == "union_tag_invalid":
+            return self.at(
+                (*path, "type"),
+                f"unknown notifier type {error['input'].get('type')!r} "
+                f"(known: {', '.join(NOTIFIER_TYPES)})",
+            )
+        if kind == "union_tag_not_found":
+            return self.at(
+                path, f"missing required key 'type' (one of {', '.join(NOTIFIER_TYPES)})"
+            )
+        message = str(error["msg"]).removeprefix("Value error, ")
+        return self.at(path, message[:1].lower() + message[1:])
+
+
+def _user_path(loc: tuple[Any, ...]) -> Path_:
+    """Drop the discriminator pydantic inserts after a notifier's name."""
+    if len(loc) >= 3 and loc[0] == "notify" and loc[2] in NOTIFIER_TYPES:
+        loc = (*loc[:2], *loc[3:])
+    return loc
+
+
+_SECTION_FIELDS = {
+    (): Config,
+    ("settings",): Settings,
+    ("settings", "retry"): RetrySettings,
+    ("feeds",): FeedConfig,
+    ("rules",): RuleConfig,
+}
+
+
+def _fields_at(path: Path_) -> list[str]:
+    shape = tuple(part for part in path if isinstance(part, str))
+    if len(shape) == 2 and shape[0] == "notify":
+        return sorted({f for model in (WebhookOptions, EmailOptions) for f in _aliases(model)})
+    model = _SECTION_FIELDS.get(shape)
+    return _aliases(model) if model else []
+
+
+def _aliases(model: type[BaseModel]) -> list[str]:
+    return [field.alias or name for name, field in model.model_fields.items() if name != "source"]

@@ -1,0 +1,47 @@
+"""The errors a user can cause. Each message is one line written for a person."""
+
+from __future__ import annotations
+
+
+class WatcherError(Exception):
+    """Root of every error watcher raises on purpose."""
+
+
+class ConfigError(WatcherError):
+    """The config file is invalid; ``problems`` holds every ``file:line: path: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class QueryError(WatcherError):
+    """A rule query does not parse; ``column`` is 1-based."""
+
+    def __init__(self, message: str, column: int) -> None:
+        self.message = message
+        self.column = column
+        super().__init__(f"column {column}: {message}")
+
+
+class FetchError(WatcherError):
+    """A feed could not be fetched or parsed."""
+
+    def __init__(self, feed: str, message: str, *, status: int | None = None) -> None:
+        self.feed = feed
+        self.status = status
+        super().__init__(f"feed {feed}: {message}")
+
+
+class DeliveryError(WatcherError):
+    """A notifier could not deliver; ``retryable`` says whether trying again may help."""
+
+    def __init__(self, notifier: str, message: str, *, retryable: bool = True) -> None:
+        self.notifier = notifier
+        self.retryable = retryable
+        self.reason = message
+        super().__init__(f"notifier {notifier}: {message}")
+
+
+class StateError(WatcherError):
+    """The state database cannot be used (locked by another daemon, unwritable, ...)."""
