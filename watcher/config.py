@@ -237,13 +237,14 @@ class Config(_Model):
 
     def compiled_rules(self) -> tuple[Rule, ...]:
         """The rules as matchable objects; the config was validated, so every query parses."""
-        return tuple(_compile_rule(rule) for rule in self.rules)
+        disabled = set(self.disabled_notifiers())
+        return tuple(_compile_rule(rule, disabled) for rule in self.rules)
 
     def disabled_notifiers(self) -> list[str]:
         return [name for name, options in self.notify.items() if not options.enabled]
 
 
-def _compile_rule(rule: RuleConfig) -> Rule:
+def _compile_rule(rule: RuleConfig, disabled: set[str] = frozenset()) -> Rule:
     node = combine(
         parse(rule.query) if rule.query is not None else None,
         structured(rule.any, rule.all, rule.none),
@@ -252,7 +253,8 @@ def _compile_rule(rule: RuleConfig) -> Rule:
         raise QueryError("a rule needs a query or any/all lists", 1)
     if not has_positive(node):
         raise QueryError("the rule has only exclusions; it needs a term that must be present", 1)
-    return Rule(rule.name, node, frozenset(rule.feeds) if rule.feeds else None, rule.notify)
+    notify = tuple(name for name in rule.notify if name not in disabled)
+    return Rule(rule.name, node, frozenset(rule.feeds) if rule.feeds else None, notify)
 
 
 def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path:

@@ -34,6 +34,7 @@ class Rule:
 class Match:
     rule: str
     terms: tuple[str, ...]
+    notify: tuple[str, ...] = ()
 
 
 class Document:
@@ -122,5 +123,5 @@ class Matcher:
         for rule in scoped:
             matched, terms = evaluate(rule.query, document)
             if matched:
-                matches.append(Match(rule.name, tuple(dict.fromkeys(terms))))
+                matches.append(Match(rule.name, tuple(dict.fromkeys(terms)), rule.notify))
         return matches

@@ -1,0 +1,50 @@
+"""The shared HTTP session, and request errors described without their URL.
+
+``str()`` of a requests exception holds the full URL, and a notifier URL (a Slack webhook)
+is a secret, so errors are described from their type and cause only.
+"""
+
+from __future__ import annotations
+
+import requests
+from requests.adapters import HTTPAdapter
+
+_CAUSES = (
+    ("Connection refused", "connection refused"),
+    ("Name or service not known", "host name not found"),
+    ("nodename nor servname", "host name not found"),
+    ("Temporary failure in name resolution", "host name lookup failed"),
+    ("No route to host", "no route to host"),
+    ("Network is unreachable", "network unreachable"),
+    ("Connection reset", "connection reset by the server"),
+    ("RemoteDisconnected", "the server closed the connection without answering"),
+    ("CERTIFICATE_VERIFY_FAILED", "TLS certificate verification failed"),
+)
+
+
+def new_session(user_agent: str, pool_size: int = 16) -> requests.Session:
+    """One session, and so one connection pool, shared by every request of the process."""
+    session = requests.Session()
+    session.headers["User-Agent"] = user_agent
+    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.max_redirects = 5
+    return session
+
+
+def describe(exc: requests.RequestException, timeout: float | None = None) -> str:
+    """A one-line cause of a request failure, never including the URL."""
+    if isinstance(exc, requests.Timeout):
+        return f"timed out after {timeout:g}s" if timeout else "timed out"
+    if isinstance(exc, requests.TooManyRedirects):
+        return "too many redirects"
+    text = str(exc)
+    for marker, cause in _CAUSES:
+        if marker in text:
+            return cause
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS error"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed"
+    return type(exc).__name__

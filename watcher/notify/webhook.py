@@ -1,0 +1,53 @@
+"""Generic webhook: the JSON payload of DESIGN.md section 6, signed with HMAC-SHA256."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+from watcher.models import Alert
+from watcher.notify.base import Notifier, iso, safe_link, summary_of, title_of
+
+SIGNATURE_HEADER = "X-Watcher-Signature-256"
+
+
+def payload(alert: Alert) -> dict[str, Any]:
+    item = alert.item
+    return {
+        "delivery_id": alert.delivery_id,
+        "rule": alert.rule,
+        "matched": list(alert.terms),
+        "feed": {"name": alert.feed_name, "url": alert.feed_url},
+        "item": {
+            "key": item.key,
+            "title": title_of(alert),
+            "link": safe_link(item.link),
+            "summary": summary_of(alert, 2000),
+            "author": item.author,
+            "published": iso(item.published),
+            "tags": list(item.tags),
+        },
+        "detected_at": iso(alert.detected_at),
+    }
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookNotifier(Notifier):
+    type = "webhook"
+
+    def send(self, alert: Alert) -> None:
+        body = json.dumps(payload(alert), ensure_ascii=False).encode()
+        headers = {
+            **self.options.headers,
+            "Content-Type": "application/json",
+            "X-Watcher-Delivery": alert.delivery_id,
+        }
+        secret = self.options.secret.get_secret_value() if self.options.secret else ""
+        if secret:
+            headers[SIGNATURE_HEADER] = sign(secret, body)
+        self.post(self.options.url.get_secret_value(), body, headers)

@@ -1,0 +1,124 @@
+"""Feed bytes -> entries, through feedparser.
+
+The body is always handed over as a file object: feedparser treats a str or bytes argument
+that names an existing path as a file to open, so a hostile body such as ``/etc/passwd``
+would otherwise be read from the local disk.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+
+from watcher.errors import FetchError
+from watcher.models import Entry
+from watcher.text import one_line
+
+_PASSED_HEADERS = ("content-type", "content-language")
+_HARMLESS = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    entries: tuple[Entry, ...]
+    title: str = ""
+    problem: str | None = None
+    """Set when the feed parsed with errors but still yielded entries."""
+
+
+def parse_feed(feed: str, body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
+    """Parse a feed body; raise FetchError when it is not a feed at all."""
+    passed = {name: headers[name] for name in _PASSED_HEADERS if name in headers}
+    parsed = feedparser.parse(
+        io.BytesIO(body),
+        response_headers=passed,
+        sanitize_html=False,
+        resolve_relative_uris=False,
+    )
+    entries = _unique(_entry(raw, url) for raw in parsed.entries)
+    bozo = parsed.get("bozo_exception")
+    problem = _describe(bozo) if parsed.bozo and not isinstance(bozo, _HARMLESS) else None
+    if not entries and (problem or not parsed.get("version")):
+        raise FetchError(feed, _not_a_feed(body, headers, problem))
+    title = one_line(parsed.feed.get("title", ""))
+    return ParsedFeed(tuple(entries), title, problem if entries else None)
+
+
+def _not_a_feed(body: bytes, headers: Mapping[str, str], problem: str | None) -> str:
+    if not body.strip():
+        return "the response is empty"
+    content_type = headers.get("content-type", "")
+    head = body[:2048].lower()
+    if "html" in content_type or b"<html" in head or b"<!doctype html" in head:
+        return "the URL serves an HTML page, not a feed"
+    return f"not a valid RSS or Atom feed ({problem or 'no items found'})"
+
+
+def _describe(exc: object) -> str:
+    if exc is None:
+        return "malformed feed"
+    message = getattr(exc, "getMessage", None)
+    text = message() if callable(message) else str(exc)
+    line = getattr(exc, "getLineNumber", None)
+    where = f" at line {line()}" if callable(line) else ""
+    return one_line(f"{text}{where}")[:200]
+
+
+def _unique(entries: Any) -> list[Entry]:
+    seen: set[str] = set()
+    unique = []
+    for entry in entries:
+        if entry.key not in seen:
+            seen.add(entry.key)
+            unique.append(entry)
+    return unique
+
+
+def _entry(raw: Mapping[str, Any], base: str) -> Entry:
+    title = raw.get("title", "") or ""
+    link = urljoin(base, raw.get("link", "") or "")
+    published = _time(raw.get("published_parsed") or raw.get("updated_parsed"))
+    contents = raw.get("content") or []
+    content = "\n".join(part.get("value", "") for part in contents if part.get("value"))
+    tags = tuple(
+        tag.get("term") or tag.get("label") for tag in raw.get("tags") or () if tag.get("term")
+    )
+    return Entry(
+        key=_key(raw, title, link, published),
+        title=title,
+        link=link,
+        summary=raw.get("summary", "") or "",
+        content=content,
+        author=raw.get("author", "") or "",
+        tags=tags,
+        published=published,
+    )
+
+
+def _key(raw: Mapping[str, Any], title: str, link: str, published: datetime | None) -> str:
+    """The feed's id, else the link, else a hash of title and date."""
+    given = raw.get("id") or raw.get("guid")
+    if given:
+        return str(given)
+    if link:
+        return link
+    stamp = published.isoformat() if published else raw.get("published", "")
+    digest = hashlib.sha256(f"{title}\x00{stamp}".encode()).hexdigest()
+    return f"sha256:{digest[:32]}"
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    except (OverflowError, ValueError, TypeError):
+        return None

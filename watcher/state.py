@@ -1,0 +1,440 @@
+"""SQLite state: schema, migrations and every query. The only module that writes SQL.
+
+Polls run in worker threads and a sqlite3 connection must stay in its thread, so each thread
+gets its own connection. Writes open with ``BEGIN IMMEDIATE``: a deferred transaction that
+reads then writes fails at once with "database is locked" when another writer got there
+first, while an immediate one waits (``busy_timeout``) for its turn.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from sqlite_utils import Database, Migrations
+
+from watcher.errors import StateError
+from watcher.models import Alert, Entry
+from watcher.rules import Match
+
+BUSY_TIMEOUT = 30.0
+_CHUNK = 500
+
+migrations = Migrations("watcher")
+
+
+@migrations()
+def create_core_tables(db: Database) -> None:
+    db["feeds"].create(
+        {
+            "name": str,
+            "url": str,
+            "etag": str,
+            "last_modified": str,
+            "baseline_done": int,
+            "last_poll": str,
+            "last_success": str,
+            "last_error": str,
+            "failures": int,
+            "created_at": str,
+        },
+        pk="name",
+        not_null={"url", "baseline_done", "failures"},
+        defaults={"baseline_done": 0, "failures": 0},
+    )
+    db["items"].create(
+        {
+            "id": int,
+            "feed": str,
+            "key": str,
+            "title": str,
+            "link": str,
+            "summary": str,
+            "content": str,
+            "author": str,
+            "tags": str,
+            "published": str,
+            "first_seen": str,
+            "last_seen": str,
+        },
+        pk="id",
+        not_null={"feed", "key"},
+    )
+    db["items"].create_index(["feed", "key"], unique=True)
+    db["items"].enable_fts(["title", "summary", "content"], create_triggers=True)
+    db["matches"].create(
+        {"id": int, "item_id": int, "rule": str, "terms": str, "detected_at": str},
+        pk="id",
+        foreign_keys=[("item_id", "items", "id")],
+        not_null={"item_id", "rule"},
+    )
+    db["matches"].create_index(["item_id", "rule"], unique=True)
+    db["deliveries"].create(
+        {
+            "id": int,
+            "uid": str,
+            "match_id": int,
+            "notifier": str,
+            "status": str,
+            "attempts": int,
+            "next_attempt": str,
+            "last_error": str,
+            "created_at": str,
+            "sent_at": str,
+        },
+        pk="id",
+        foreign_keys=[("match_id", "matches", "id")],
+        not_null={"uid", "match_id", "notifier", "status", "attempts"},
+        defaults={"status": "pending", "attempts": 0},
+    )
+    db["deliveries"].create_index(["uid"], unique=True)
+    db["deliveries"].create_index(["status", "next_attempt"])
+    db["deliveries"].create_index(["notifier", "status", "id"])
+
+
+def timestamp(moment: datetime) -> str:
+    """UTC ISO 8601 with a fixed width, so that text order is time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_timestamp(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class FeedState:
+    name: str
+    etag: str | None = None
+    last_modified: str | None = None
+    baseline_done: bool = False
+    failures: int = 0
+    last_success: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An entry not seen before in its feed, with the matches to alert (none for a baseline)."""
+
+    entry: Entry
+    matches: tuple[Match, ...] = ()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    notifier: str
+    attempts: int
+    created_at: datetime
+    alert: Alert
+
+
+class Store:
+    """The state database. Safe to share between threads: each thread has its own connection."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = self._db()
+            db.enable_wal()
+            migrations.apply(db)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"cannot open the database {self.path}: {exc}") from exc
+
+    def _db(self) -> Database:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT)
+            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            db = Database(connection)
+            self._local.db = db
+            with self._lock:
+                self._connections.append(connection)
+        return db
+
+    def close(self) -> None:
+        """Close every thread's connection; call once the worker threads are done."""
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    @contextmanager
+    def _write(self) -> Iterator[Database]:
+        db = self._db()
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.conn.execute("ROLLBACK")
+            raise
+        db.conn.execute("COMMIT")
+
+    # feeds
+
+    def feed_state(self, name: str) -> FeedState:
+        rows = list(self._db().query("SELECT * FROM feeds WHERE name = ?", [name]))
+        if not rows:
+            return FeedState(name)
+        row = rows[0]
+        return FeedState(
+            name=name,
+            etag=row["etag"],
+            last_modified=row["last_modified"],
+            baseline_done=bool(row["baseline_done"]),
+            failures=row["failures"],
+            last_success=from_timestamp(row["last_success"]),
+            last_error=row["last_error"],
+        )
+
+    def record_failure(self, name: str, url: str, error: str, now: datetime) -> int:
+        """Note a failed poll; return the number of consecutive failures."""
+        with self._write() as db:
+            self._ensure_feed(db, name, url, now)
+            db.execute(
+                "UPDATE feeds SET last_poll = ?, last_error = ?, failures = failures + 1"
+                " WHERE name = ?",
+                [timestamp(now), error, name],
+            )
+            row = db.execute("SELECT failures FROM feeds WHERE name = ?", [name]).fetchone()
+        return int(row[0])
+
+    def record_not_modified(self, name: str, url: str, now: datetime) -> None:
+        with self._write() as db:
+            self._ensure_feed(db, name, url, now)
+            self._mark_success(db, name, now)
+
+    def _ensure_feed(self, db: Database, name: str, url: str, now: datetime) -> None:
+        db.execute(
+            "INSERT INTO feeds (name, url, created_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET url = excluded.url",
+            [name, url, timestamp(now)],
+        )
+
+    def _mark_success(self, db: Database, name: str, now: datetime) -> None:
+        db.execute(
+            "UPDATE feeds SET last_poll = ?, last_success = ?, last_error = NULL, failures = 0"
+            " WHERE name = ?",
+            [timestamp(now), timestamp(now), name],
+        )
+
+    # items
+
+    def unseen(self, feed: str, keys: Sequence[str]) -> set[str]:
+        """The keys not yet stored for this feed."""
+        known: set[str] = set()
+        db = self._db()
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            rows = db.execute(
+                f"SELECT key FROM items WHERE feed = ? AND key IN ({marks})", [feed, *chunk]
+            )
+            known.update(row[0] for row in rows)
+        return set(keys) - known
+
+    def ingest(
+        self,
+        feed: str,
+        url: str,
+        *,
+        etag: str | None,
+        last_modified: str | None,
+        present: Sequence[str],
+        new_items: Iterable[NewItem],
+        now: datetime,
+    ) -> int:
+        """Record a successful poll in one transaction: new items, their matches and the
+        matches' deliveries, the keys still present and the feed's validators.
+
+        Return the number of deliveries created.
+        """
+        stamp = timestamp(now)
+        created = 0
+        with self._write() as db:
+            self._ensure_feed(db, feed, url, now)
+            for item in new_items:
+                item_id = self._insert_item(db, feed, item.entry, stamp)
+                if item_id is None:
+                    continue
+                for match in item.matches:
+                    created += self._insert_match(db, item_id, match, stamp)
+            for start in range(0, len(present), _CHUNK):
+                chunk = present[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                db.execute(
+                    f"UPDATE items SET last_seen = ? WHERE feed = ? AND key IN ({marks})",
+                    [stamp, feed, *chunk],
+                )
+            db.execute(
+                "UPDATE feeds SET etag = ?, last_modified = ?, baseline_done = 1 WHERE name = ?",
+                [etag, last_modified, feed],
+            )
+            self._mark_success(db, feed, now)
+        return created
+
+    def _insert_item(self, db: Database, feed: str, entry: Entry, stamp: str) -> int | None:
+        published = timestamp(entry.published) if entry.published else None
+        row = db.execute(
+            "INSERT INTO items (feed, key, title, link, summary, content, author, tags,"
+            " published, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (feed, key) DO NOTHING RETURNING id",
+            [
+                feed,
+                entry.key,
+                entry.title,
+                entry.link,
+                entry.summary,
+                entry.content,
+                entry.author,
+                json.dumps(list(entry.tags), ensure_ascii=False),
+                published,
+                stamp,
+                stamp,
+            ],
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _insert_match(self, db: Database, item_id: int, match: Match, stamp: str) -> int:
+        row = db.execute(
+            "INSERT INTO matches (item_id, rule, terms, detected_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (item_id, rule) DO NOTHING RETURNING id",
+            [item_id, match.rule, json.dumps(list(match.terms), ensure_ascii=False), stamp],
+        ).fetchone()
+        if row is None:
+            return 0
+        for notifier in match.notify:
+            db.execute(
+                "INSERT INTO deliveries (uid, match_id, notifier, status, attempts,"
+                " next_attempt, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+                [str(uuid.uuid4()), row[0], notifier, stamp, stamp],
+            )
+        return len(match.notify)
+
+    def item_count(self, feed: str | None = None) -> int:
+        sql = "SELECT count(*) FROM items" + (" WHERE feed = ?" if feed else "")
+        return int(self._db().execute(sql, [feed] if feed else []).fetchone()[0])
+
+    # deliveries
+
+    def due_deliveries(
+        self, now: datetime, notifiers: Iterable[str], limit: int = 200
+    ) -> list[Delivery]:
+        """Pending deliveries whose time has come, oldest detection first."""
+        names = list(notifiers)
+        if not names:
+            return []
+        marks = ",".join("?" * len(names))
+        rows = self._db().query(
+            "SELECT d.id, d.uid, d.notifier, d.attempts, d.created_at, m.rule, m.terms,"
+            " m.detected_at, i.key, i.title, i.link, i.summary, i.content, i.author, i.tags,"
+            " i.published, f.name AS feed_name, f.url AS feed_url"
+            " FROM deliveries d JOIN matches m ON m.id = d.match_id"
+            " JOIN items i ON i.id = m.item_id JOIN feeds f ON f.name = i.feed"
+            f" WHERE d.status = 'pending' AND d.next_attempt <= ? AND d.notifier IN ({marks})"
+            " ORDER BY d.id LIMIT ?",
+            [timestamp(now), *names, limit],
+        )
+        return [_delivery(row) for row in rows]
+
+    def mark_sent(self, delivery_id: int, now: datetime) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+                " last_error = NULL WHERE id = ?",
+                [timestamp(now), delivery_id],
+            )
+
+    def mark_failed(
+        self, delivery_id: int, error: str, *, retry_at: datetime | None, now: datetime
+    ) -> None:
+        """Record a failed attempt: pending until ``retry_at``, or dead when it is None."""
+        status = "pending" if retry_at is not None else "dead"
+        with self._write() as db:
+            db.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
+                " next_attempt = ? WHERE id = ?",
+                [status, error, timestamp(retry_at or now), delivery_id],
+            )
+
+    def delivery_counts(self) -> dict[str, int]:
+        rows = self._db().execute("SELECT status, count(*) FROM deliveries GROUP BY status")
+        return {status: count for status, count in rows}
+
+
+def _delivery(row: dict) -> Delivery:
+    entry = Entry(
+        key=row["key"],
+        title=row["title"] or "",
+        link=row["link"] or "",
+        summary=row["summary"] or "",
+        content=row["content"] or "",
+        author=row["author"] or "",
+        tags=tuple(json.loads(row["tags"] or "[]")),
+        published=from_timestamp(row["published"]),
+    )
+    alert = Alert(
+        delivery_id=row["uid"],
+        rule=row["rule"],
+        terms=tuple(json.loads(row["terms"] or "[]")),
+        feed_name=row["feed_name"],
+        feed_url=row["feed_url"],
+        item=entry,
+        detected_at=from_timestamp(row["detected_at"]) or datetime.now(UTC),
+    )
+    created = from_timestamp(row["created_at"]) or alert.detected_at
+    return Delivery(row["id"], row["notifier"], row["attempts"], created, alert)
+
+
+class DatabaseLock:
+    """An exclusive lock beside the database, held by the one process that polls it.
+
+    flock is released by the kernel when the process dies, so a crash leaves no stale lock.
+    """
+
+    def __init__(self, database: str | Path) -> None:
+        self.path = Path(f"{database}.lock")
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise StateError(
+                f"another watcher (pid {holder}) is already polling {self.path.with_suffix('')}; "
+                "stop it first, or use another database"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
