@@ -142,7 +142,8 @@ class Delivery:
 
 
 class Store:
-    """The state database. Safe to share between threads: each thread has its own connection."""
+    """The state database. Safe to share between threads: each thread has its own connection
+    (opened with check_same_thread off only so that ``close`` can close them all)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -160,7 +161,7 @@ class Store:
     def _db(self) -> Database:
         db = getattr(self._local, "db", None)
         if db is None:
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT)
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, check_same_thread=False)
             connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA synchronous = NORMAL")

@@ -1,0 +1,200 @@
+"""The long-running daemon (APScheduler 3) and the single cycle of ``watcher once``.
+
+APScheduler's defaults do not suit pollers: ``misfire_grace_time`` of 1 s silently skips a
+run that started late, so it is None (run however late) with ``coalesce`` (late runs merge
+into one). ``max_instances=1`` keeps a feed from being polled twice at once; since a hung
+fetch would then block its feed forever, every fetch has a hard deadline (fetch.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor as Pool
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import FrameType
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from watcher.config import Config, FeedConfig
+from watcher.deliver import DeliveryReport, deliver_due
+from watcher.http import new_session
+from watcher.notify import build_notifiers
+from watcher.poll import Poller, PollOutcome
+from watcher.rules import Matcher
+from watcher.state import DatabaseLock, Store
+
+log = logging.getLogger(__name__)
+
+DELIVERY_INTERVAL = timedelta(seconds=10)
+"""How often the outbox is checked for retries that came due; new alerts wake it at once."""
+FIRST_POLL_SPREAD = timedelta(seconds=30)
+"""First polls are spread over this much time (or the interval, if shorter)."""
+DELIVERY_JOB = "deliver"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Pipeline:
+    """Everything a poll or a delivery pass needs, built once from a config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        settings = config.settings
+        self.store = Store(settings.database)
+        self.session = new_session(settings.user_agent, pool_size=settings.concurrency)
+        self.poller = Poller(self.store, self.session, Matcher(config.compiled_rules()), settings)
+        self.notifiers = build_notifiers(config, self.session)
+
+    def deliver(self) -> DeliveryReport:
+        return deliver_due(self.store, self.notifiers, self.config.settings.retry, now())
+
+    def close(self) -> None:
+        self.session.close()
+        self.store.close()
+
+
+@dataclass
+class CycleReport:
+    outcomes: list[PollOutcome] = field(default_factory=list)
+    delivery: DeliveryReport = field(default_factory=DeliveryReport)
+
+    @property
+    def failed(self) -> bool:
+        failed_polls = any(outcome.status == "failed" for outcome in self.outcomes)
+        return failed_polls or bool(self.delivery.retrying or self.delivery.dead)
+
+
+def run_once(config: Config, *, dry_run: bool = False) -> CycleReport:
+    """Poll every feed once, concurrently, then make one delivery pass (unless dry-run)."""
+    lock = DatabaseLock(config.settings.database)
+    if not dry_run:
+        lock.acquire()
+    pipeline = Pipeline(config)
+    try:
+        moment = now()
+        with Pool(max_workers=config.settings.concurrency) as pool:
+            outcomes = list(
+                pool.map(
+                    lambda feed: pipeline.poller.poll(feed, moment, dry_run=dry_run), config.feeds
+                )
+            )
+        report = CycleReport(outcomes)
+        if not dry_run:
+            report.delivery = pipeline.deliver()
+        return report
+    finally:
+        pipeline.close()
+        lock.release()
+
+
+class Daemon:
+    """``watcher run``: one interval job per feed and a delivery job, until a signal."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.lock = DatabaseLock(config.settings.database)
+        self.lock.acquire()
+        self.pipeline = Pipeline(config)
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(config.settings.concurrency + 1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            timezone=UTC,
+        )
+        self.stopping = threading.Event()
+        self._delivering = threading.Lock()
+        self._deliver_again = threading.Event()
+
+    def start(self) -> None:
+        start = now()
+        feeds = self.config.feeds
+        for index, feed in enumerate(feeds):
+            interval = self.config.feed_interval(feed)
+            spread = min(interval, FIRST_POLL_SPREAD) * index / max(len(feeds), 1)
+            self.scheduler.add_job(
+                self._poll,
+                "interval",
+                args=[feed],
+                id=f"poll:{feed.name}",
+                name=f"poll {feed.name}",
+                seconds=interval.total_seconds(),
+                next_run_time=start + spread,
+            )
+        self.scheduler.add_job(
+            self._deliver,
+            "interval",
+            id=DELIVERY_JOB,
+            name="deliver",
+            seconds=DELIVERY_INTERVAL.total_seconds(),
+            next_run_time=start,
+            max_instances=2,
+        )
+        self.scheduler.start()
+        disabled = self.config.disabled_notifiers()
+        if disabled:
+            log.warning(
+                "notifiers disabled (empty url or host): %s; their alerts are not sent",
+                ", ".join(disabled),
+            )
+        log.info(
+            "watcher started: %d feeds, %d rules, %d notifiers, database %s",
+            len(feeds),
+            len(self.config.rules),
+            len(self.pipeline.notifiers),
+            self.config.settings.database,
+        )
+
+    def run_forever(self) -> None:
+        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hangup)
+        self.start()
+        self.stopping.wait()
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop scheduling and wait for the polls and deliveries in flight; each has a
+        deadline, and whatever is not sent stays pending in the outbox."""
+        log.info("stopping: waiting for polls and deliveries in flight")
+        self.scheduler.shutdown(wait=True)
+        self.pipeline.close()
+        self.lock.release()
+        log.info("stopped")
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        self.stopping.set()
+
+    def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
+        log.warning("SIGHUP: reloading is not supported yet; restart watcher to apply changes")
+
+    def _poll(self, feed: FeedConfig) -> None:
+        outcome = self.pipeline.poller.poll(feed, now())
+        if outcome.deliveries and not self.stopping.is_set():
+            self.wake_delivery()
+
+    def wake_delivery(self) -> None:
+        """Run a delivery pass now, or right after the one running, so alerts leave at once."""
+        self._deliver_again.set()
+        try:
+            self.scheduler.modify_job(DELIVERY_JOB, next_run_time=now())
+        except Exception:  # the scheduler is shutting down
+            log.debug("delivery wake-up skipped", exc_info=True)
+
+    def _deliver(self) -> None:
+        while not self.stopping.is_set():
+            if not self._delivering.acquire(blocking=False):
+                return  # the pass running now sees the wake-up flag when it ends
+            try:
+                self._deliver_again.clear()
+                self.pipeline.deliver()
+            finally:
+                self._delivering.release()
+            if not self._deliver_again.is_set():
+                return
