@@ -96,6 +96,7 @@ def derive_feed_name(url: str) -> str:
     host = parts.hostname or "feed"
     host = host.removeprefix("www.")
     path = re.sub(r"\.(xml|rss|atom|json|php)$", "", parts.path.strip("/"))
+    path = re.sub(r"(^|/)(rss|feed|atom|index)$", "", path)
     slug = re.sub(r"[^A-Za-z0-9.]+", "-", f"{host}/{path}").strip("-")
     return slug.lower()
 
@@ -397,6 +398,8 @@ def _cross_check(
 
 def _check_rule_query(rule: RuleConfig, where: Path_) -> list[tuple[Path_, str]]:
     if rule.query is None and not (rule.any or rule.all):
+        if rule.none:
+            return [(where, "the rule has only exclusions; it needs a term that must be present")]
         return [(where, "a rule needs a query or any/all lists")]
     try:
         _compile_rule(rule)

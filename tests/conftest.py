@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.servers import FeedServer, Receiver, SmtpServer, free_port, serve
+from watcher.config import Config, loads
+from watcher.state import Store
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Store]:
+    store = Store(tmp_path / "watcher.db")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> Callable[..., Config]:
+    """A validated config from keyword sections; the database lives in tmp_path."""
+
+    def make(**sections: Any) -> Config:
+        settings = {"database": str(tmp_path / "watcher.db"), "listen": None}
+        settings.update(sections.pop("settings", {}))
+        text = yaml.safe_dump({"settings": settings, **sections}, sort_keys=False)
+        return loads(text, "test.yaml", env={})
+
+    return make
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    server = FeedServer()
+    with serve(server.handler()) as base:
+        server.base = base
+        yield server
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    recv = Receiver()
+    with serve(recv.handler()) as base:
+        recv.base = base
+        yield recv
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    from aiosmtpd.controller import Controller
+
+    handler = SmtpServer(port=free_port())
+    controller = Controller(handler, hostname=handler.host, port=handler.port)
+    controller.start()
+    try:
+        yield handler
+    finally:
+        controller.stop()
+
+
+def rss(*items: dict[str, str], title: str = "Test feed") -> bytes:
+    """An RSS 2.0 document; each item is a dict of element name to (escaped) text."""
+    parts = []
+    for item in items:
+        fields = "".join(f"<{name}>{value}</{name}>" for name, value in item.items())
+        parts.append(f"<item>{fields}</item>")
+    return textwrap.dedent(
+        f"""<?xml version="1.0" encoding="utf-8"?>
+        <rss version="2.0"><channel><title>{title}</title><link>http://example.org/</link>
+        {"".join(parts)}
+        </channel></rss>"""
+    ).encode()

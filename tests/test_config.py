@@ -1,0 +1,211 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from watcher.config import derive_feed_name, load, loads, parse_duration, parse_rate, parse_size
+from watcher.errors import ConfigError
+
+ROOT = Path(__file__).parent.parent
+
+VALID = """\
+settings:
+  interval: 2m
+feeds:
+  - url: https://example.org/world/rss.xml
+    name: world
+    tags: [russia]
+rules:
+  - name: talks
+    query: '"Istanbul talks" OR Peskov'
+    notify: [hook]
+notify:
+  hook:
+    type: webhook
+    url: https://hooks.example.org/x
+"""
+
+
+def problems(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        loads(text, "watch.yaml", env=env or {})
+    return caught.value.problems
+
+
+def test_shipped_config_is_valid_without_any_environment():
+    config = load(ROOT / "config" / "watch.yaml", env={})
+    assert len(config.feeds) >= 3
+    assert {rule.name for rule in config.rules} >= {"istanbul-talks", "peskov"}
+    assert set(config.disabled_notifiers()) == set(config.notify)
+
+
+def test_shipped_config_enables_notifiers_from_the_environment():
+    env = {"SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/X", "SMTP_HOST": "mail"}
+    config = load(ROOT / "config" / "watch.yaml", env=env)
+    assert config.disabled_notifiers() == ["ops-hook"]
+    assert config.notify["slack-desk"].url.get_secret_value().endswith("/X")
+    assert "hooks.slack.com" not in repr(config.notify["slack-desk"])
+
+
+def test_defaults_and_values():
+    config = loads(VALID, "watch.yaml", env={})
+    assert config.settings.interval == timedelta(minutes=2)
+    assert config.settings.timeout == timedelta(seconds=30)
+    assert config.settings.max_feed_size == 10_000_000
+    assert config.settings.retry.first == timedelta(seconds=30)
+    assert config.feed_interval(config.feeds[0]) == timedelta(minutes=2)
+    assert config.rules[0].notify == ("hook",)
+
+
+def test_config_objects_are_immutable():
+    config = loads(VALID, "watch.yaml", env={})
+    with pytest.raises(ValueError):
+        config.settings.interval = timedelta(seconds=1)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("2h", 7200),
+        ("1d", 86400),
+        (45, 45),
+        ("1.5h", 5400),
+        ("250ms", 0.25),
+    ],
+)
+def test_durations(value, seconds):
+    assert parse_duration(value) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize(
+    ("value", "size"), [("10MB", 10**7), ("512KB", 512_000), ("1MiB", 2**20), (100, 100)]
+)
+def test_sizes(value, size):
+    assert parse_size(value) == size
+
+
+def test_rates():
+    assert parse_rate("20/min").count == 20
+    assert parse_rate("1/s").period == timedelta(seconds=1)
+    with pytest.raises(ValueError):
+        parse_rate("fast")
+
+
+def test_feed_name_derived_from_url():
+    assert derive_feed_name("https://www.example.org/world/rss.xml") == "example.org-world"
+    config = loads(VALID.replace("    name: world\n", ""), "watch.yaml", env={})
+    assert config.feeds[0].name == "example.org-world"
+
+
+def test_env_interpolation_with_and_without_default():
+    text = VALID.replace("https://hooks.example.org/x", "${HOOK_URL}")
+    text = text.replace("interval: 2m", "interval: ${INTERVAL:-7m}")
+    config = loads(text, "watch.yaml", env={"HOOK_URL": "https://h.example.org/secret"})
+    assert config.settings.interval == timedelta(minutes=7)
+    assert config.notify["hook"].url.get_secret_value() == "https://h.example.org/secret"
+
+
+def test_unset_env_variable_is_named_with_its_line():
+    text = VALID.replace("https://hooks.example.org/x", "${HOOK_URL}")
+    assert problems(text) == [
+        "watch.yaml:14: notify.hook.url: environment variable HOOK_URL is not set "
+        "(set it, or write ${HOOK_URL:-default})"
+    ]
+
+
+def test_dollar_dollar_escapes_interpolation():
+    text = VALID.replace("Peskov'", "Peskov' # $${NOT_A_VAR}")
+    assert loads(text, "watch.yaml", env={}).rules[0].query == '"Istanbul talks" OR Peskov'
+
+
+def test_watcher_db_environment_overrides_database():
+    config = loads(VALID, "watch.yaml", env={"WATCHER_DB": "/tmp/other.db"})
+    assert config.settings.database == "/tmp/other.db"
+
+
+def test_every_error_reported_at_once_with_file_line_and_path():
+    text = """\
+settings:
+  interval: 5 minutes
+  concurency: 3
+feeds:
+  - url: ftp://example.org/feed
+  - url: https://example.org/a
+    name: a
+  - url: https://example.org/b
+    name: a
+rules:
+  - name: talks
+    query: '(Istanbul talks'
+    notify: [slak-desk]
+  - name: only-not
+    query: '-football'
+  - nme: typo
+notify:
+  slack-desk: {type: slack, url: "https://hooks.slack.com/x"}
+  pager: {type: pagerduty}
+  mail: {type: email, to: [a@example.org], from: w@example.org, host: smtp, port: 99999}
+"""
+    assert problems(text) == [
+        "watch.yaml:2: settings.interval: invalid duration '5 minutes' (use e.g. 30s, 5m, 2h, 1d)",
+        "watch.yaml:3: settings.concurency: unknown key 'concurency' (did you mean 'concurrency'?)",
+        "watch.yaml:5: feeds[0].url: must be an http:// or https:// URL",
+        "watch.yaml:9: feeds[2].name: duplicate feed name 'a' (names must be unique; set name: on one)",
+        "watch.yaml:12: rules[0].query: column 1: unbalanced parenthesis",
+        "watch.yaml:13: rules[0].notify[0]: unknown notifier 'slak-desk' (known: mail, pager, slack-desk)",
+        "watch.yaml:14: rules[1]: the rule has only exclusions; it needs a term that must be present",
+        "watch.yaml:16: rules[2]: missing required key 'name'",
+        "watch.yaml:16: rules[2].nme: unknown key 'nme' (did you mean 'name'?)",
+        "watch.yaml:19: notify.pager.type: unknown notifier type 'pagerduty' (known: email, slack, webhook)",
+        "watch.yaml:20: notify.mail.port: input should be less than or equal to 65535",
+    ]
+
+
+def test_yaml_syntax_error_names_the_line():
+    assert problems("feeds:\n  - url: [unclosed\n") == [
+        "watch.yaml:3: YAML syntax error: expected ',' or ']', but got '<stream end>'"
+    ]
+
+
+def test_duplicate_keys_are_errors():
+    text = VALID.replace(
+        "settings:\n  interval: 2m\n", "settings:\n  interval: 2m\n  interval: 3m\n"
+    )
+    assert problems(text) == ["watch.yaml:3: settings.interval: duplicate key 'interval'"]
+
+
+def test_unknown_top_level_key():
+    assert problems(VALID + "rulez: []\n") == [
+        "watch.yaml:15: rulez: unknown key 'rulez' (did you mean 'rules'?)"
+    ]
+
+
+def test_rule_scope_must_name_known_feeds_or_tags():
+    text = VALID.replace(
+        "    notify: [hook]", "    feeds: [wrld, 'tag:nope', 'tag:russia']\n    notify: [hook]"
+    )
+    assert problems(text) == [
+        "watch.yaml:10: rules[0].feeds[0]: unknown feed 'wrld' (did you mean 'world'?)",
+        "watch.yaml:10: rules[0].feeds[1]: no feed has tag 'nope'",
+    ]
+
+
+def test_rule_without_terms_is_an_error():
+    text = VALID.replace("    query: '\"Istanbul talks\" OR Peskov'\n", "")
+    assert problems(text) == ["watch.yaml:8: rules[0]: a rule needs a query or any/all lists"]
+
+
+def test_structured_rule_with_only_none_is_an_error():
+    text = VALID.replace("    query: '\"Istanbul talks\" OR Peskov'", "    none: [football]")
+    assert problems(text) == [
+        "watch.yaml:8: rules[0]: the rule has only exclusions; it needs a term that must be present"
+    ]
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read the config file"):
+        load(tmp_path / "absent.yaml")
