@@ -84,7 +84,8 @@ def _unique(entries: Any) -> list[Entry]:
 
 def _entry(raw: Mapping[str, Any], base: str) -> Entry:
     title = raw.get("title", "") or ""
-    link = urljoin(base, raw.get("link", "") or "")
+    link = raw.get("link", "") or ""
+    link = urljoin(base, link) if link else ""
     published = _time(raw.get("published_parsed") or raw.get("updated_parsed"))
     contents = raw.get("content") or []
     content = "\n".join(part.get("value", "") for part in contents if part.get("value"))

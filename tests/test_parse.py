@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.conftest import DATA, rss
+from watcher.errors import FetchError
+from watcher.parse import parse_feed
+
+
+def test_rss_entry_is_normalised():
+    body = rss(
+        {
+            "title": "Istanbul talks",
+            "link": "/world/1",
+            "guid": "id-1",
+            "description": "&lt;p&gt;Peskov said&lt;/p&gt;",
+            "pubDate": "Tue, 24 Nov 2026 10:00:00 GMT",
+            "category": "Russia",
+            "author": "desk@example.org (Desk)",
+        }
+    )
+    parsed = parse_feed(
+        "f", body, {"content-type": "application/rss+xml"}, "http://example.org/feed"
+    )
+    (entry,) = parsed.entries
+    assert parsed.title == "Test feed"
+    assert entry.key == "id-1"
+    assert entry.title == "Istanbul talks"
+    assert entry.link == "http://example.org/world/1"
+    assert entry.summary == "<p>Peskov said</p>"
+    assert entry.tags == ("Russia",)
+    assert entry.published == datetime(2026, 11, 24, 10, tzinfo=UTC)
+    assert parsed.problem is None
+
+
+def test_atom_entry_fields():
+    parsed = parse_feed("f", (DATA / "atom.xml").read_bytes(), {}, "http://example.org/atom")
+    (entry,) = parsed.entries
+    assert entry.key == "urn:example:1"
+    assert entry.link == "http://example.org/news/1"
+    assert entry.author == "Desk"
+    assert entry.content == "<p>Long text about <i>Istanbul</i></p>"
+    assert entry.summary == "Short"
+    assert entry.tags == ("russia",)
+
+
+def test_key_falls_back_to_link_then_hash():
+    body = rss({"title": "A", "link": "http://example.org/a"}, {"title": "B"}, {"title": "B"})
+    entries = parse_feed("f", body, {}, "http://example.org/").entries
+    assert entries[0].key == "http://example.org/a"
+    assert entries[1].key.startswith("sha256:")
+    assert len(entries) == 2  # the same key twice in one feed is one entry
+
+
+def test_same_title_and_date_give_the_same_hash_key():
+    one = parse_feed("f", rss({"title": "B", "pubDate": "Tue, 24 Nov 2026 10:00:00 GMT"}), {}, "u")
+    two = parse_feed("f", rss({"title": "B", "pubDate": "Tue, 24 Nov 2026 10:00:00 GMT"}), {}, "u")
+    assert one.entries[0].key == two.entries[0].key
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"", "the response is empty"),
+        (b"   \n", "the response is empty"),
+        ((DATA / "not-xml.txt").read_bytes(), "not a valid RSS or Atom feed"),
+        (b"<!DOCTYPE html><html><body>Hello</body></html>", "serves an HTML page"),
+    ],
+)
+def test_not_a_feed_is_a_clear_error(body, message):
+    with pytest.raises(FetchError, match=message) as caught:
+        parse_feed("broken", body, {}, "http://example.org/")
+    assert str(caught.value).startswith("feed broken: ")
+
+
+def test_a_body_naming_a_local_file_is_never_opened(tmp_path):
+    secret = tmp_path / "secret.xml"
+    secret.write_bytes(rss({"title": "leaked", "guid": "x"}))
+    for body in (str(secret).encode(), b"/etc/passwd"):
+        with pytest.raises(FetchError, match="not a valid RSS or Atom feed"):
+            parse_feed("f", body, {}, "http://example.org/")
+
+
+def test_feed_with_errors_but_items_is_used_and_reported():
+    body = rss({"title": "ok", "guid": "1"}).replace(b"</channel></rss>", b"")
+    parsed = parse_feed("f", body, {}, "http://example.org/")
+    assert [entry.key for entry in parsed.entries] == ["1"]
+    assert parsed.problem
+
+
+def test_valid_empty_feed_has_no_entries():
+    assert parse_feed("f", rss(), {}, "http://example.org/").entries == ()

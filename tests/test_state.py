@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from watcher.errors import StateError
+from watcher.models import Entry
+from watcher.rules import Match
+from watcher.state import DatabaseLock, NewItem, Store
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+
+
+def ingest(store: Store, feed: str, items: list[NewItem], now: datetime = NOW) -> int:
+    return store.ingest(
+        feed,
+        f"http://example.org/{feed}",
+        etag='"e"',
+        last_modified=None,
+        present=[item.entry.key for item in items],
+        new_items=items,
+        now=now,
+    )
+
+
+def test_schema_is_migrated_and_recorded(db):
+    connection = sqlite3.connect(db.path)
+    names = [row[0] for row in connection.execute("SELECT name FROM _sqlite_migrations")]
+    assert names == ["create_core_tables"]
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    connection.close()
+    Store(db.path).close()  # reopening applies nothing twice
+
+
+def test_unseen_and_dedupe(db):
+    assert db.unseen("f", ["a", "b"]) == {"a", "b"}
+    ingest(db, "f", [NewItem(Entry("a")), NewItem(Entry("b"))])
+    assert db.unseen("f", ["a", "b", "c"]) == {"c"}
+    assert db.unseen("other", ["a"]) == {"a"}  # keys are per feed
+    ingest(db, "f", [NewItem(Entry("a", title="changed"))])
+    assert db.item_count("f") == 2
+
+
+def test_unseen_handles_more_keys_than_one_statement_takes(db):
+    keys = [f"k{i}" for i in range(1200)]
+    ingest(db, "f", [NewItem(Entry(key)) for key in keys[:700]])
+    assert db.unseen("f", keys) == set(keys[700:])
+
+
+def test_ingest_creates_one_delivery_per_notifier(db):
+    match = Match("talks", ("Istanbul",), ("slack", "mail"))
+    created = ingest(db, "f", [NewItem(Entry("a", title="Istanbul"), (match,))])
+    assert created == 2
+    due = db.due_deliveries(NOW, ["slack", "mail"])
+    assert [d.notifier for d in due] == ["slack", "mail"]
+    assert due[0].alert.rule == "talks"
+    assert due[0].alert.terms == ("Istanbul",)
+    assert due[0].alert.item.title == "Istanbul"
+    assert due[0].alert.feed_url == "http://example.org/f"
+    assert due[0].alert.delivery_id != due[1].alert.delivery_id
+
+
+def test_a_repeated_item_creates_no_second_delivery(db):
+    match = Match("talks", ("Istanbul",), ("slack",))
+    ingest(db, "f", [NewItem(Entry("a"), (match,))])
+    assert ingest(db, "f", [NewItem(Entry("a"), (match,))]) == 0
+    assert db.delivery_counts() == {"pending": 1}
+
+
+def test_ingest_is_one_transaction(db, monkeypatch):
+    def broken(*args, **kwargs):
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(Store, "_insert_match", broken)
+    match = Match("talks", ("x",), ("slack",))
+    with pytest.raises(sqlite3.OperationalError):
+        ingest(db, "f", [NewItem(Entry("a"), (match,))])
+    assert db.unseen("f", ["a"]) == {"a"}  # the item was not recorded without its alert
+    assert not db.feed_state("f").baseline_done
+
+
+def test_feed_state_tracks_validators_and_failures(db):
+    assert db.feed_state("f").baseline_done is False
+    assert db.record_failure("f", "http://x", "HTTP 500", NOW) == 1
+    assert db.record_failure("f", "http://x", "HTTP 500", NOW) == 2
+    assert db.feed_state("f").last_error == "HTTP 500"
+    ingest(db, "f", [])
+    state = db.feed_state("f")
+    assert (state.etag, state.baseline_done, state.failures, state.last_error) == (
+        '"e"',
+        True,
+        0,
+        None,
+    )
+    assert state.last_success == NOW
+
+
+def test_failed_delivery_is_retried_later_or_dead(db):
+    ingest(db, "f", [NewItem(Entry("a"), (Match("r", (), ("hook",)),))])
+    (delivery,) = db.due_deliveries(NOW, ["hook"])
+    db.mark_failed(delivery.id, "HTTP 500", retry_at=NOW + timedelta(minutes=1), now=NOW)
+    assert db.due_deliveries(NOW, ["hook"]) == []
+    (again,) = db.due_deliveries(NOW + timedelta(minutes=1), ["hook"])
+    assert again.attempts == 1
+    db.mark_failed(again.id, "HTTP 400", retry_at=None, now=NOW)
+    assert db.delivery_counts() == {"dead": 1}
+
+
+def test_concurrent_writers_from_threads_do_not_fail(db):
+    errors: list[BaseException] = []
+
+    def writer(feed: str) -> None:
+        try:
+            for n in range(20):
+                ingest(db, feed, [NewItem(Entry(f"{feed}-{n}"), (Match("r", (), ("hook",)),))])
+                db.record_not_modified(feed, "http://x", NOW)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(f"feed{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert db.item_count() == 80
+    assert db.delivery_counts() == {"pending": 80}
+
+
+def test_database_lock_refuses_a_second_holder(tmp_path):
+    first = DatabaseLock(tmp_path / "w.db")
+    first.acquire()
+    with pytest.raises(StateError, match="another watcher"):
+        DatabaseLock(tmp_path / "w.db").acquire()
+    first.release()
+    second = DatabaseLock(tmp_path / "w.db")
+    second.acquire()
+    second.release()
+
+
+def test_unusable_database_path_is_a_state_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StateError, match="cannot open the database"):
+        Store(blocker / "watcher.db")
