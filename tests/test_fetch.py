@@ -97,5 +97,5 @@ def test_slow_server_hits_the_deadline(feed_server):
     from tests.servers import Route
 
     feed_server.routes["/slow"] = Route(body=b"<rss/>", delay=0.6)
-    with new_session("t") as session, pytest.raises(FetchError, match="timed out after 0.2s"):
+    with new_session("t") as session, pytest.raises(FetchError, match=r"timed out after 0\.2s"):
         fetch(session, "slow", feed_server.url("/slow"), timeout=0.2)
