@@ -43,7 +43,7 @@ class _Server(ThreadingHTTPServer):
 @contextmanager
 def serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     server = _Server(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -99,6 +99,7 @@ class Receiver:
     """Records POSTs; answers the planned statuses in turn, then ``default``."""
 
     planned: list[int] = field(default_factory=list)
+    planned_by_path: dict[str, list[int]] = field(default_factory=dict)
     default: int = 200
     requests: list[Request] = field(default_factory=list)
     base: str = ""
@@ -118,7 +119,8 @@ class Receiver:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
                 with receiver.lock:
-                    status = receiver.planned.pop(0) if receiver.planned else receiver.default
+                    planned = receiver.planned_by_path.get(self.path) or receiver.planned
+                    status = planned.pop(0) if planned else receiver.default
                     if 200 <= status < 300:
                         receiver.requests.append(
                             Request("POST", self.path, dict(self.headers.items()), body)

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from watcher.config import RetrySettings, loads
+from watcher.deliver import backoff, deliver_due
+from watcher.http import new_session
+from watcher.models import Entry
+from watcher.notify import build_notifiers
+from watcher.rules import Match
+from watcher.state import NewItem
+
+NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
+RETRY = RetrySettings()
+
+
+def queue(db, *keys: str, notify=("hook",)) -> None:
+    items = [
+        NewItem(Entry(key, title=f"story {key}"), (Match("r", ("x",), notify),)) for key in keys
+    ]
+    db.ingest(
+        "f",
+        "http://x/f",
+        etag=None,
+        last_modified=None,
+        present=list(keys),
+        new_items=items,
+        now=NOW,
+    )
+
+
+def hooks(receiver, *names: str):
+    lines = [f"  {name}: {{type: webhook, url: '{receiver.url('/' + name)}'}}" for name in names]
+    config = loads("notify:\n" + "\n".join(lines) + "\n", "t.yaml", env={})
+    return build_notifiers(config, new_session("t"))
+
+
+def test_backoff_grows_is_capped_and_jittered():
+    rng = random.Random(1)
+    retry = RetrySettings(first=timedelta(seconds=30), max=timedelta(minutes=10))
+    delays = [backoff(n, retry, rng).total_seconds() for n in range(1, 10)]
+    assert 22.5 <= delays[0] <= 37.5
+    assert 45 <= delays[1] <= 75
+    assert all(delay <= 600 for delay in delays)
+    assert delays[-1] >= 450
+
+
+def test_sent_delivery_is_marked_and_not_sent_again(db, receiver):
+    queue(db, "a")
+    report = deliver_due(db, hooks(receiver, "hook"), RETRY, NOW)
+    assert (report.sent, report.retrying, report.dead) == (1, 0, 0)
+    assert deliver_due(db, hooks(receiver, "hook"), RETRY, NOW + timedelta(hours=1)).sent == 0
+    assert [body["item"]["key"] for body in receiver.bodies()] == ["a"]
+    assert db.delivery_counts() == {"sent": 1}
+
+
+def test_a_500_leaves_the_delivery_pending_and_the_next_pass_delivers_it_once(db, receiver):
+    queue(db, "a")
+    receiver.planned[:] = [500]
+    first = deliver_due(db, hooks(receiver, "hook"), RETRY, NOW)
+    assert (first.sent, first.retrying) == (0, 1)
+    assert receiver.requests == []
+    assert db.delivery_counts() == {"pending": 1}
+    assert deliver_due(db, hooks(receiver, "hook"), RETRY, NOW).sent == 0  # not due yet
+    later = NOW + RETRY.first * 2
+    second = deliver_due(db, hooks(receiver, "hook"), RETRY, later)
+    assert second.sent == 1
+    assert len(receiver.requests) == 1
+    assert db.delivery_counts() == {"sent": 1}
+
+
+def test_a_400_is_dead_at_once(db, receiver):
+    queue(db, "a")
+    receiver.planned[:] = [400]
+    report = deliver_due(db, hooks(receiver, "hook"), RETRY, NOW)
+    assert report.dead == 1
+    assert db.delivery_counts() == {"dead": 1}
+
+
+def test_retryable_failures_turn_dead_after_give_up(db, receiver):
+    queue(db, "a")
+    receiver.default = 503
+    deliver_due(db, hooks(receiver, "hook"), RETRY, NOW + RETRY.give_up)
+    assert db.delivery_counts() == {"dead": 1}
+
+
+def test_order_kept_per_notifier_and_a_failing_one_holds_back_no_other(db, receiver):
+    queue(db, "a", "b", "c", notify=("hook", "other"))
+    receiver.planned_by_path["/hook"] = [200, 503]  # hook takes a, fails on b
+    notifiers = hooks(receiver, "hook", "other")
+    report = deliver_due(db, notifiers, RETRY, NOW)
+    hook_keys = [b["item"]["key"] for b in receiver.bodies("/hook")]
+    other_keys = [b["item"]["key"] for b in receiver.bodies("/other")]
+    assert hook_keys == ["a"]  # c waits behind b: order is kept
+    assert other_keys == ["a", "b", "c"]
+    assert (report.sent, report.retrying) == (4, 1)
+    deliver_due(db, notifiers, RETRY, NOW + timedelta(hours=2))
+    assert [b["item"]["key"] for b in receiver.bodies("/hook")] == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize("count", [3])
+def test_deliveries_of_a_removed_notifier_stay_pending(db, receiver, count):
+    queue(db, *[f"k{i}" for i in range(count)], notify=("gone",))
+    assert deliver_due(db, hooks(receiver, "hook"), RETRY, NOW).sent == 0
+    assert db.delivery_counts() == {"pending": count}

@@ -1,0 +1,214 @@
+from __future__ import annotations
+
+import email
+import hashlib
+import hmac
+import json
+from datetime import UTC, datetime
+from email import policy
+
+import pytest
+import requests
+import responses
+
+from watcher.config import loads
+from watcher.errors import DeliveryError
+from watcher.http import new_session
+from watcher.models import Alert, Entry
+from watcher.notify import build_notifiers
+from watcher.notify.email import build, subject
+from watcher.notify.slack import escape, message
+from watcher.notify.webhook import payload
+
+HOOK = "https://hooks.example.org/T000/secret-token"
+SLACK = "https://hooks.slack.com/services/T0/B0/secret"
+
+
+def alert(**item: object) -> Alert:
+    fields = {
+        "key": "k1",
+        "title": "Istanbul talks <b>resume</b>",
+        "link": "https://news.example.org/1",
+        "summary": "<p>Peskov &amp; others</p>",
+        "author": "Desk",
+        "tags": ("Russia",),
+        "published": datetime(2026, 11, 24, 10, tzinfo=UTC),
+    }
+    fields.update(item)
+    return Alert(
+        delivery_id="d-123",
+        rule="talks",
+        terms=("Istanbul talks",),
+        feed_name="world",
+        feed_url="https://example.org/rss",
+        item=Entry(**fields),  # type: ignore[arg-type]
+        detected_at=datetime(2026, 11, 24, 10, 5, tzinfo=UTC),
+    )
+
+
+def notifiers(smtp_port: int = 25, **extra: str):
+    config = loads(
+        f"""
+notify:
+  hook: {{type: webhook, url: "{HOOK}", secret: s3cret, headers: {{X-Team: desk}}}}
+  slack: {{type: slack, url: "{SLACK}"}}
+  mail:
+    type: email
+    to: [desk@example.org, chief@example.org]
+    from: "watcher <watcher@example.org>"
+    host: 127.0.0.1
+    port: {smtp_port}
+    security: none
+    timeout: 5s
+""",
+        "t.yaml",
+        env={},
+    )
+    return build_notifiers(config, new_session("watcher-test"))
+
+
+def test_webhook_payload_shape():
+    assert payload(alert()) == {
+        "delivery_id": "d-123",
+        "rule": "talks",
+        "matched": ["Istanbul talks"],
+        "feed": {"name": "world", "url": "https://example.org/rss"},
+        "item": {
+            "key": "k1",
+            "title": "Istanbul talks resume",
+            "link": "https://news.example.org/1",
+            "summary": "Peskov & others",
+            "author": "Desk",
+            "published": "2026-11-24T10:00:00Z",
+            "tags": ["Russia"],
+        },
+        "detected_at": "2026-11-24T10:05:00Z",
+    }
+
+
+@responses.activate
+def test_webhook_headers_and_hmac_signature():
+    responses.post(HOOK, status=204)
+    notifiers()["hook"].send(alert())
+    request = responses.calls[0].request
+    body = request.body
+    expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert request.headers["X-Watcher-Signature-256"] == expected
+    assert request.headers["X-Watcher-Delivery"] == "d-123"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"] == "watcher-test"
+    assert request.headers["X-Team"] == "desk"
+    assert json.loads(body)["delivery_id"] == "d-123"
+
+
+@pytest.mark.parametrize(
+    ("status", "retryable"),
+    [(500, True), (503, True), (429, True), (408, True), (400, False), (404, False)],
+)
+@responses.activate
+def test_webhook_failures_are_classified(status, retryable):
+    responses.post(HOOK, status=status)
+    with pytest.raises(DeliveryError) as caught:
+        notifiers()["hook"].send(alert())
+    assert caught.value.retryable is retryable
+    assert str(caught.value).startswith(f"notifier hook: HTTP {status}")
+
+
+@responses.activate
+def test_network_errors_never_reveal_the_url():
+    responses.post(
+        SLACK,
+        body=requests.ConnectionError(
+            f"Max retries exceeded with url: {SLACK} (Connection refused)"
+        ),
+    )
+    with pytest.raises(DeliveryError) as caught:
+        notifiers()["slack"].send(alert())
+    assert caught.value.retryable
+    assert str(caught.value) == "notifier slack: connection refused"
+    assert "secret" not in str(caught.value)
+
+
+def test_slack_escapes_feed_text():
+    hostile = alert(
+        title="&lt;!channel&gt; Breaking &amp; &lt;https://evil.example|click&gt; <b>now</b>",
+        summary="<script>alert(1)</script> @here <!everyone>",
+        link="https://news.example.org/a?x=1&y=<2>|z",
+    )
+    msg = message(hostile)
+    text = json.dumps(msg)
+    assert "<!channel>" not in text and "<!everyone>" not in text
+    assert "<https://evil.example|click>" not in text
+    section = msg["blocks"][0]["text"]["text"]
+    assert section.startswith("*<https://news.example.org/a?x=1&amp;y=&lt;2&gt;%7Cz|")
+    assert "|&lt;!channel&gt; Breaking &amp; &lt;https://evil.example|click&gt; now>*" in section
+    assert msg["text"].startswith("[talks] &lt;!channel&gt; Breaking &amp; &lt;https:")
+    assert escape("a & <b>") == "a &amp; &lt;b&gt;"
+
+
+def test_slack_message_shape():
+    msg = message(alert())
+    assert msg["text"] == "[talks] Istanbul talks resume (world)"
+    assert msg["blocks"][0]["text"]["text"].startswith(
+        "*<https://news.example.org/1|Istanbul talks resume>*"
+    )
+    context = msg["blocks"][1]["elements"][0]["text"]
+    assert "matched: Istanbul talks" in context and "2026-11-24 10:00 UTC" in context
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(1)", "data:text/html,<b>x</b>", "ftp://x/y"])
+def test_non_http_links_are_never_clickable(link):
+    hostile = alert(link=link)
+    assert payload(hostile)["item"]["link"] == ""
+    assert "javascript" not in json.dumps(message(hostile))
+    html_part = build(hostile, "w@example.org", ("a@example.org",)).get_body(("html",))
+    assert html_part is not None
+    assert "href" not in html_part.get_content()
+
+
+def test_email_message_is_multipart_and_safe():
+    hostile = alert(title="Talks\r\nBcc: victim@example.org <script>x</script>")
+    msg = build(hostile, "watcher <watcher@example.org>", ("desk@example.org",))
+    assert msg["Subject"] == "[watcher] talks: Talks Bcc: victim@example.org"
+    assert msg["Bcc"] is None
+    assert msg["Message-ID"] == "<d-123@example.org>"
+    assert msg["X-Watcher-Delivery"] == "d-123"
+    assert msg.get_content_type() == "multipart/alternative"
+    html_part = msg.get_body(("html",))
+    assert html_part is not None
+    html_text = html_part.get_content()
+    assert "<script>" not in html_text
+    assert 'href="https://news.example.org/1"' in html_text
+    assert subject(alert(title="x" * 400)).startswith("[watcher] talks: xxx")
+    assert len(subject(alert(title="x" * 400))) <= 250
+
+
+def test_email_is_delivered_over_smtp(smtp_server):
+    notifiers(smtp_server.port)["mail"].send(alert())
+    (envelope,) = smtp_server.messages
+    assert envelope.mail_from == "watcher@example.org"
+    assert envelope.rcpt_tos == ["desk@example.org", "chief@example.org"]
+    received = email.message_from_bytes(envelope.content, policy=policy.default)
+    assert received["Subject"] == "[watcher] talks: Istanbul talks resume"
+    plain_text = received.get_body(("plain",)).get_content()
+    assert plain_text.splitlines()[:2] == ["Istanbul talks resume", "https://news.example.org/1"]
+
+
+def test_smtp_temporary_error_is_retryable_and_permanent_is_not(smtp_server):
+    smtp_server.replies[:] = ["451 Try again later", "554 Rejected"]
+    mail = notifiers(smtp_server.port)["mail"]
+    with pytest.raises(DeliveryError, match="SMTP 451") as temporary:
+        mail.send(alert())
+    assert temporary.value.retryable
+    with pytest.raises(DeliveryError, match="SMTP 554") as permanent:
+        mail.send(alert())
+    assert not permanent.value.retryable
+
+
+def test_smtp_server_down_is_retryable():
+    from tests.servers import free_port
+
+    with pytest.raises(DeliveryError) as caught:
+        notifiers(free_port())["mail"].send(alert())
+    assert caught.value.retryable
+    assert str(caught.value).startswith("notifier mail: SMTP failure")
