@@ -108,6 +108,9 @@ class Receiver:
     def url(self, path: str = "/hook") -> str:
         return f"{self.base}{path}"
 
+    def requests_to(self, path: str) -> list[Request]:
+        return [r for r in self.requests if r.path == path]
+
     def bodies(self, path: str | None = None) -> list[Any]:
         return [r.json() for r in self.requests if path is None or r.path == path]
 

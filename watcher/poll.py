@@ -63,6 +63,7 @@ class Poller:
             if result.not_modified:
                 if not dry_run:
                     self.store.record_not_modified(feed.name, feed.url, now)
+                    _log_recovery(feed.name, state.failures)
                 return PollOutcome(feed.name, "not_modified")
             parsed = parse_feed(feed.name, result.body, result.headers, result.url)
         except FetchError as exc:
@@ -95,8 +96,7 @@ class Poller:
             new_items=new_items,
             now=now,
         )
-        if state.failures:
-            log.info("feed %s: recovered after %d failed polls", feed.name, state.failures)
+        _log_recovery(feed.name, state.failures)
         _log_outcome(outcome, deliveries)
         return PollOutcome(feed.name, "new", new_items, baseline=baseline, deliveries=deliveries)
 
@@ -116,6 +116,11 @@ class Poller:
 
 def _too_old(published: datetime | None, cutoff: datetime) -> bool:
     return published is not None and published < cutoff
+
+
+def _log_recovery(feed: str, failures: int) -> None:
+    if failures:
+        log.info("feed %s: recovered after %d failed polls", feed, failures)
 
 
 def _log_outcome(outcome: PollOutcome, deliveries: int) -> None:
