@@ -209,3 +209,16 @@ def test_structured_rule_with_only_none_is_an_error():
 def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="cannot read the config file"):
         load(tmp_path / "absent.yaml")
+
+
+def test_warnings_for_disabled_notifiers_and_unapplied_options():
+    text = VALID.replace("url: https://hooks.example.org/x", "url: ''\n    rate: 1/s")
+    assert loads(text, "watch.yaml", env={}).warnings() == [
+        "notifiers disabled (empty url or host): hook; their rules only log matches",
+        "notify.hook: rate not applied yet in this version; alerts are sent one by one as they come",
+    ]
+
+
+def test_disabled_notifiers_are_left_out_of_compiled_rules():
+    text = VALID.replace("url: https://hooks.example.org/x", "url: ''")
+    assert loads(text, "watch.yaml", env={}).compiled_rules()[0].notify == ()

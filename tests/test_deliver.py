@@ -106,3 +106,17 @@ def test_deliveries_of_a_removed_notifier_stay_pending(db, receiver, count):
     queue(db, *[f"k{i}" for i in range(count)], notify=("gone",))
     assert deliver_due(db, hooks(receiver, "hook"), RETRY, NOW).sent == 0
     assert db.delivery_counts() == {"pending": count}
+
+
+def test_a_notifier_bug_is_a_retryable_failure_and_others_carry_on(db, receiver, caplog):
+    queue(db, "a", notify=("hook", "other"))
+    notifiers = hooks(receiver, "hook", "other")
+
+    def broken(alert):
+        raise TypeError("bug")
+
+    notifiers["hook"].send = broken  # type: ignore[method-assign]
+    report = deliver_due(db, notifiers, RETRY, NOW)
+    assert (report.sent, report.retrying) == (1, 1)
+    assert "notifier hook: unexpected error" in caplog.text
+    assert db.delivery_counts() == {"pending": 1, "sent": 1}

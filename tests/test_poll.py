@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,3 +98,23 @@ def test_304_costs_no_parsing(poll, feed_server):
     assert poll()[0].status == "new"
     assert poll()[0].status == "not_modified"
     assert feed_server.requests[-1].headers["If-None-Match"] == '"v1"'
+
+
+def test_a_database_failure_fails_the_poll_and_loses_nothing(
+    poll, feed_server, monkeypatch, caplog
+):
+    feed_server.routes["/feed.xml"] = Route(rss(item("1", "Istanbul talks")))
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Store, "ingest", full)
+        outcome, deliveries = poll(backfill=True)
+    assert outcome.status == "failed"
+    assert (
+        "poll failed: feed world: cannot record it in the database: database or disk is full"
+        in caplog.text
+    )
+    outcome, deliveries = poll(backfill=True)
+    assert outcome.deliveries == 1 and deliveries == {"pending": 1}  # found again, alerted once

@@ -1,4 +1,4 @@
-"""The code base stays ruff-clean (lint and format), as CI runs only pytest."""
+"""The code base stays ruff-clean and mypy-clean, as CI runs only pytest."""
 
 from __future__ import annotations
 
@@ -16,4 +16,12 @@ RUFF = shutil.which("ruff")
 @pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "."]])
 def test_ruff_is_clean(command):
     result = subprocess.run([RUFF, *command], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("mypy") is None, reason="mypy is installed with the test extra")
+def test_mypy_is_clean_on_the_package():
+    result = subprocess.run(
+        [shutil.which("mypy") or "mypy", "watcher"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr

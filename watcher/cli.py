@@ -127,12 +127,12 @@ def check(config_file: str | None) -> None:
     """Validate the config: a one-line summary, or every error with its file and line."""
     path = config_path(config_file)
     config = load(path)
-    disabled = config.disabled_notifiers()
-    note = f" (disabled, empty url or host: {', '.join(disabled)})" if disabled else ""
     click.echo(
         f"{path}: OK: {len(config.feeds)} feeds, {len(config.rules)} rules, "
-        f"{len(config.notify)} notifiers{note}"
+        f"{len(config.notify)} notifiers"
     )
+    for warning in config.warnings():
+        click.echo(f"warning: {warning}", err=True)
 
 
 @main.command()

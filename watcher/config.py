@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -244,8 +244,26 @@ class Config(_Model):
     def disabled_notifiers(self) -> list[str]:
         return [name for name, options in self.notify.items() if not options.enabled]
 
+    def warnings(self) -> list[str]:
+        """Valid settings that will not do what the user may expect."""
+        found = []
+        disabled = self.disabled_notifiers()
+        if disabled:
+            found.append(
+                f"notifiers disabled (empty url or host): {', '.join(disabled)}; "
+                "their rules only log matches"
+            )
+        for name, options in self.notify.items():
+            unsupported = [key for key in ("rate", "digest") if getattr(options, key)]
+            if unsupported:
+                found.append(
+                    f"notify.{name}: {' and '.join(unsupported)} not applied yet in this "
+                    "version; alerts are sent one by one as they come"
+                )
+        return found
 
-def _compile_rule(rule: RuleConfig, disabled: set[str] = frozenset()) -> Rule:
+
+def _compile_rule(rule: RuleConfig, disabled: Collection[str] = ()) -> Rule:
     node = combine(
         parse(rule.query) if rule.query is not None else None,
         structured(rule.any, rule.all, rule.none),
@@ -554,7 +572,7 @@ def _user_path(loc: tuple[Any, ...]) -> Path_:
     return loc
 
 
-_SECTION_FIELDS = {
+_SECTION_FIELDS: dict[tuple[str, ...], type[BaseModel]] = {
     (): Config,
     ("settings",): Settings,
     ("settings", "retry"): RetrySettings,

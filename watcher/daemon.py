@@ -135,12 +135,8 @@ class Daemon:
             max_instances=2,
         )
         self.scheduler.start()
-        disabled = self.config.disabled_notifiers()
-        if disabled:
-            log.warning(
-                "notifiers disabled (empty url or host): %s; their alerts are not sent",
-                ", ".join(disabled),
-            )
+        for warning in self.config.warnings():
+            log.warning("%s", warning)
         log.info(
             "watcher started: %d feeds, %d rules, %d notifiers, database %s",
             len(feeds),

@@ -52,7 +52,7 @@ def deliver_due(
         if delivery.notifier in held_back:
             continue
         try:
-            notifiers[delivery.notifier].send(delivery.alert)
+            _send(notifiers[delivery.notifier], delivery)
         except DeliveryError as exc:
             if _record_failure(store, delivery, exc, retry, now):
                 report.retrying += 1
@@ -70,6 +70,18 @@ def deliver_due(
             delivery.alert.delivery_id,
         )
     return report
+
+
+def _send(notifier: Notifier, delivery: Delivery) -> None:
+    """Send, turning a notifier's unexpected exception (a bug) into a retryable failure, so
+    that it is logged with its traceback and the other notifiers carry on."""
+    try:
+        notifier.send(delivery.alert)
+    except DeliveryError:
+        raise
+    except Exception as exc:
+        log.exception("notifier %s: unexpected error", notifier.name)
+        raise DeliveryError(notifier.name, f"unexpected error: {type(exc).__name__}") from exc
 
 
 def _record_failure(

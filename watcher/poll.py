@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -47,7 +48,18 @@ class Poller:
     reported_problems: set[str] = field(default_factory=set)
 
     def poll(self, feed: FeedConfig, now: datetime, *, dry_run: bool = False) -> PollOutcome:
-        """Poll a feed. Failures are returned (and recorded unless dry-run), never raised."""
+        """Poll a feed. Failures are returned (and recorded unless dry-run), never raised.
+
+        A database failure (a full disk) rolls the poll back: its items stay unseen, so the
+        next poll finds them again and no alert is lost.
+        """
+        try:
+            return self._poll(feed, now, dry_run=dry_run)
+        except sqlite3.Error as exc:
+            log.error("poll failed: feed %s: cannot record it in the database: %s", feed.name, exc)
+            return PollOutcome(feed.name, "failed", error=f"database error: {exc}")
+
+    def _poll(self, feed: FeedConfig, now: datetime, *, dry_run: bool) -> PollOutcome:
         state = self.store.feed_state(feed.name)
         try:
             result = fetch(

@@ -35,7 +35,7 @@ migrations = Migrations("watcher")
 
 @migrations()
 def create_core_tables(db: Database) -> None:
-    db["feeds"].create(
+    db.table("feeds").create(
         {
             "name": str,
             "url": str,
@@ -52,7 +52,7 @@ def create_core_tables(db: Database) -> None:
         not_null={"url", "baseline_done", "failures"},
         defaults={"baseline_done": 0, "failures": 0},
     )
-    db["items"].create(
+    db.table("items").create(
         {
             "id": int,
             "feed": str,
@@ -70,16 +70,16 @@ def create_core_tables(db: Database) -> None:
         pk="id",
         not_null={"feed", "key"},
     )
-    db["items"].create_index(["feed", "key"], unique=True)
-    db["items"].enable_fts(["title", "summary", "content"], create_triggers=True)
-    db["matches"].create(
+    db.table("items").create_index(["feed", "key"], unique=True)
+    db.table("items").enable_fts(["title", "summary", "content"], create_triggers=True)
+    db.table("matches").create(
         {"id": int, "item_id": int, "rule": str, "terms": str, "detected_at": str},
         pk="id",
         foreign_keys=[("item_id", "items", "id")],
         not_null={"item_id", "rule"},
     )
-    db["matches"].create_index(["item_id", "rule"], unique=True)
-    db["deliveries"].create(
+    db.table("matches").create_index(["item_id", "rule"], unique=True)
+    db.table("deliveries").create(
         {
             "id": int,
             "uid": str,
@@ -97,9 +97,9 @@ def create_core_tables(db: Database) -> None:
         not_null={"uid", "match_id", "notifier", "status", "attempts"},
         defaults={"status": "pending", "attempts": 0},
     )
-    db["deliveries"].create_index(["uid"], unique=True)
-    db["deliveries"].create_index(["status", "next_attempt"])
-    db["deliveries"].create_index(["notifier", "status", "id"])
+    db.table("deliveries").create_index(["uid"], unique=True)
+    db.table("deliveries").create_index(["status", "next_attempt"])
+    db.table("deliveries").create_index(["notifier", "status", "id"])
 
 
 def timestamp(moment: datetime) -> str:
