@@ -222,3 +222,8 @@ def test_warnings_for_disabled_notifiers_and_unapplied_options():
 def test_disabled_notifiers_are_left_out_of_compiled_rules():
     text = VALID.replace("url: https://hooks.example.org/x", "url: ''")
     assert loads(text, "watch.yaml", env={}).compiled_rules()[0].notify == ()
+
+
+def test_bad_structured_entry_is_named():
+    text = VALID.replace("    query: '\"Istanbul talks\" OR Peskov'", "    any: [Peskov, '!!!']")
+    assert problems(text) == ["watch.yaml:9: rules[0].any[1]: term '!!!' has no letters or digits"]

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -30,8 +29,9 @@ from pydantic import (
 
 from watcher import __version__
 from watcher.errors import ConfigError, QueryError
-from watcher.query import combine, has_positive, parse, structured
+from watcher.query import combine, has_positive, parse, structured, term
 from watcher.rules import Rule
+from watcher.yamlsource import Path_, Source
 
 DEFAULT_CONFIG = "config/watch.yaml"
 DEFAULT_USER_AGENT = f"watcher/{__version__} (+https://github.com/watcher-rss/watcher)"
@@ -44,7 +44,6 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.I)
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 _RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
 _RATE_PERIODS |= {"h": 3600, "hour": 3600}
-_ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 def parse_duration(value: object) -> timedelta:
@@ -297,17 +296,17 @@ def load(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> 
 
 def loads(text: str, filename: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
-    tree = _Tree(filename, env)
-    data = tree.read(text)
+    source = Source(filename, env)
+    data = source.read(text)
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError([*tree.problems, tree.at((), "the config must be a mapping")])
-    if tree.problems and not data:
-        raise ConfigError(tree.problems)
-    config = _validate(data, tree)
-    if tree.problems:
-        raise ConfigError(tree.sorted_problems())
+        raise ConfigError([*source.problems, source.at((), "the config must be a mapping")])
+    if source.problems and not data:
+        raise ConfigError(source.problems)
+    config = _validate(data, source)
+    if source.problems:
+        raise ConfigError(source.sorted_problems())
     assert config is not None
     if env.get("WATCHER_DB"):
         settings = config.settings.model_copy(update={"database": env["WATCHER_DB"]})
@@ -315,31 +314,31 @@ def loads(text: str, filename: str = "<config>", env: Mapping[str, str] | None =
     return config.model_copy(update={"source": filename})
 
 
-def _validate(data: dict[str, Any], tree: _Tree) -> Config | None:
+def _validate(data: dict[str, Any], source: Source) -> Config | None:
     """Validate section by section, so that one bad entry does not hide the others' errors."""
     for key in data:
         if key not in ("settings", "feeds", "rules", "notify"):
-            tree.problems.append(tree.at((key,), f"unknown key {key!r}{_suggest(key, _TOP)}"))
-    settings = tree.validate(Settings, data.get("settings") or {}, ("settings",))
+            source.problems.append(source.at((key,), f"unknown key {key!r}{_suggest(key, _TOP)}"))
+    settings = _validated(source, Settings, data.get("settings") or {}, ("settings",))
     feeds = [
-        tree.validate(FeedConfig, feed, ("feeds", i))
-        for i, feed in enumerate(_listed(data, "feeds", tree))
+        _validated(source, FeedConfig, feed, ("feeds", i))
+        for i, feed in enumerate(_listed(data, "feeds", source))
     ]
     rules = [
-        tree.validate(RuleConfig, rule, ("rules", i))
-        for i, rule in enumerate(_listed(data, "rules", tree))
+        _validated(source, RuleConfig, rule, ("rules", i))
+        for i, rule in enumerate(_listed(data, "rules", source))
     ]
     raw_notify = data.get("notify") or {}
     if not isinstance(raw_notify, dict):
-        tree.problems.append(tree.at(("notify",), "expected a mapping of notifier names"))
+        source.problems.append(source.at(("notify",), "expected a mapping of notifier names"))
         raw_notify = {}
     notify = {
-        name: tree.validate(_NOTIFIER_ADAPTER, options, ("notify", name))
+        name: _validated(source, _NOTIFIER_ADAPTER, options, ("notify", name))
         for name, options in raw_notify.items()
     }
     for path, message in _cross_check(feeds, rules, set(raw_notify)):
-        tree.problems.append(tree.at(path, message))
-    if tree.problems or settings is None:
+        source.problems.append(source.at(path, message))
+    if source.problems or settings is None:
         return None
     return Config(
         settings=settings,
@@ -352,10 +351,10 @@ def _validate(data: dict[str, Any], tree: _Tree) -> Config | None:
 _TOP = ["settings", "feeds", "rules", "notify"]
 
 
-def _listed(data: dict[str, Any], key: str, tree: _Tree) -> list[Any]:
+def _listed(data: dict[str, Any], key: str, source: Source) -> list[Any]:
     value = data.get(key) or []
     if not isinstance(value, list):
-        tree.problems.append(tree.at((key,), "expected a list"))
+        source.problems.append(source.at((key,), "expected a list"))
         return []
     if key == "feeds":
         _default_feed_names(value)
@@ -366,9 +365,6 @@ def _default_feed_names(feeds: list[Any]) -> None:
     for feed in feeds:
         if isinstance(feed, dict) and not feed.get("name") and isinstance(feed.get("url"), str):
             feed["name"] = derive_feed_name(feed["url"])
-
-
-Path_ = tuple[str | int, ...]
 
 
 def _cross_check(
@@ -415,18 +411,21 @@ def _cross_check(
 
 
 def _check_rule_query(rule: RuleConfig, where: Path_) -> list[tuple[Path_, str]]:
-    if rule.query is None and not (rule.any or rule.all):
-        if rule.none:
-            return [(where, "the rule has only exclusions; it needs a term that must be present")]
-        return [(where, "a rule needs a query or any/all lists")]
+    """The first problem of a rule's terms, at the key that holds it."""
+    try:
+        if rule.query is not None:
+            parse(rule.query)
+    except QueryError as exc:
+        return [((*where, "query"), str(exc))]
+    for key in ("any", "all", "none"):
+        for index, text in enumerate(getattr(rule, key)):
+            try:
+                term(text)
+            except QueryError as exc:
+                return [((*where, key, index), exc.message)]
     try:
         _compile_rule(rule)
     except QueryError as exc:
-        if rule.query is not None:
-            try:
-                parse(rule.query)
-            except QueryError:
-                return [((*where, "query"), str(exc))]
         return [(where, exc.message)]
     return []
 
@@ -436,133 +435,38 @@ def _suggest(word: str, known: Mapping[str, object] | list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def format_path(path: Path_) -> str:
-    text = ""
-    for part in path:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        else:
-            text += f".{part}" if text else str(part)
-    return text
+def _validated(source: Source, model: Any, value: Any, path: Path_) -> Any:
+    """The validated object, or None after recording every error at its line."""
+    adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as exc:
+        for error in exc.errors():
+            source.problems.append(_locate(source, {**error, "loc": (*path, *error["loc"])}))
+        return None
 
 
-class _Tree:
-    """Turns YAML text into plain data, recording the line of every key and interpolating."""
-
-    def __init__(self, filename: str, env: Mapping[str, str]) -> None:
-        self.filename = filename
-        self.env = env
-        self.lines: dict[Path_, int] = {}
-        self.problems: list[str] = []
-        self._constructor = yaml.SafeLoader("")
-
-    def read(self, text: str) -> Any:
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            self.problems.append(f"{self.filename}{line}: YAML syntax error: {problem}")
-            return None
-        return None if node is None else self._build(node, ())
-
-    def _build(self, node: yaml.Node, path: Path_) -> Any:
-        self.lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = self._constructor.construct_object(key_node)
-                if not isinstance(key, str | int | float | bool) or key is None:
-                    self.problems.append(self.at(path, "keys must be plain text"))
-                    continue
-                key = str(key)
-                child = (*path, key)
-                self.lines[child] = key_node.start_mark.line + 1
-                if key in result:
-                    self.problems.append(self.at(child, f"duplicate key {key!r}"))
-                result[key] = self._build(value_node, child)
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self._build(item, (*path, i)) for i, item in enumerate(node.value)]
-        value = self._constructor.construct_object(node)
-        if isinstance(value, str):
-            value = self._interpolate(value, path)
-        return value
-
-    def _interpolate(self, value: str, path: Path_) -> str:
-        def replace(found: re.Match[str]) -> str:
-            escaped, name, default = found.groups()
-            if escaped:
-                return found[0][1:]
-            if name in self.env:
-                return self.env[name]
-            if default is not None:
-                return default
-            self.problems.append(
-                self.at(
-                    path,
-                    f"environment variable {name} is not set "
-                    f"(set it, or write ${{{name}:-default}})",
-                )
-            )
-            return ""
-
-        return _ENV.sub(replace, value) if "$" in value else value
-
-    def sorted_problems(self) -> list[str]:
-        """Problems in file order; the sort is stable, so one line keeps its own order."""
-        prefix = len(self.filename) + 1
-
-        def line(problem: str) -> int:
-            number = problem[prefix:].split(":", 1)[0]
-            return int(number) if number.isdigit() else 0
-
-        return sorted(self.problems, key=line)
-
-    def validate(self, model: Any, value: Any, path: Path_) -> Any:
-        """The validated object, or None after recording every error at its line."""
-        adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
-        try:
-            return adapter.validate_python(value)
-        except ValidationError as exc:
-            for error in exc.errors():
-                self.problems.append(self.locate({**error, "loc": (*path, *error["loc"])}))
-            return None
-
-    def line_of(self, path: Path_) -> int:
-        while path not in self.lines and path:
-            path = path[:-1]
-        return self.lines.get(path, 1)
-
-    def at(self, path: Path_, message: str) -> str:
-        where = format_path(path)
-        prefix = f"{where}: " if where else ""
-        return f"{self.filename}:{self.line_of(path)}: {prefix}{message}"
-
-    def locate(self, error: Mapping[str, Any]) -> str:
-        """A pydantic error as ``file:line: path: message``."""
-        path = _user_path(tuple(error["loc"]))
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            key = path[-1]
-            parent_fields = _fields_at(path[:-1])
-            hint = _suggest(str(key), parent_fields) if parent_fields else ""
-            return self.at(path, f"unknown key {key!r}{hint}")
-        if kind == "missing":
-            return self.at(path[:-1], f"missing required key {path[-1]!r}")
-        if kind == "union_tag_invalid":
-            return self.at(
-                (*path, "type"),
-                f"unknown notifier type {error['input'].get('type')!r} "
-                f"(known: {', '.join(NOTIFIER_TYPES)})",
-            )
-        if kind == "union_tag_not_found":
-            return self.at(
-                path, f"missing required key 'type' (one of {', '.join(NOTIFIER_TYPES)})"
-            )
-        message = str(error["msg"]).removeprefix("Value error, ")
-        return self.at(path, message[:1].lower() + message[1:])
+def _locate(source: Source, error: Mapping[str, Any]) -> str:
+    """A pydantic error as ``file:line: path: message``."""
+    path = _user_path(tuple(error["loc"]))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = path[-1]
+        parent_fields = _fields_at(path[:-1])
+        hint = _suggest(str(key), parent_fields) if parent_fields else ""
+        return source.at(path, f"unknown key {key!r}{hint}")
+    if kind == "missing":
+        return source.at(path[:-1], f"missing required key {path[-1]!r}")
+    if kind == "union_tag_invalid":
+        return source.at(
+            (*path, "type"),
+            f"unknown notifier type {error['input'].get('type')!r} "
+            f"(known: {', '.join(NOTIFIER_TYPES)})",
+        )
+    if kind == "union_tag_not_found":
+        return source.at(path, f"missing required key 'type' (one of {', '.join(NOTIFIER_TYPES)})")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return source.at(path, message[:1].lower() + message[1:])
 
 
 def _user_path(loc: tuple[Any, ...]) -> Path_:
