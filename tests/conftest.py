@@ -53,10 +53,27 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def smtp_server() -> Iterator[SmtpServer]:
+    """aiosmtpd on loopback; it accepts the login watcher/s3cret (no TLS on loopback)."""
     from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    def authenticate(
+        server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            b"watcher",
+            b"s3cret",
+        )
+        return AuthResult(success=ok, handled=False)
 
     handler = SmtpServer(port=free_port())
-    controller = Controller(handler, hostname=handler.host, port=handler.port)
+    controller = Controller(
+        handler,
+        hostname=handler.host,
+        port=handler.port,
+        authenticator=authenticate,
+        auth_require_tls=False,
+    )
     controller.start()
     try:
         yield handler

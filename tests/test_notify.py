@@ -46,7 +46,7 @@ def alert(**item: object) -> Alert:
     )
 
 
-def notifiers(smtp_port: int = 25, **extra: str):
+def notifiers(smtp_port: int = 25, login: str = ""):
     config = loads(
         f"""
 notify:
@@ -60,7 +60,7 @@ notify:
     port: {smtp_port}
     security: none
     timeout: 5s
-""",
+{login}""",
         "t.yaml",
         env={},
     )
@@ -212,3 +212,20 @@ def test_smtp_server_down_is_retryable():
         notifiers(free_port())["mail"].send(alert())
     assert caught.value.retryable
     assert str(caught.value).startswith("notifier mail: SMTP failure")
+
+
+def test_smtp_login(smtp_server):
+    notifiers(smtp_server.port, login="    username: watcher\n    password: s3cret\n")["mail"].send(
+        alert()
+    )
+    assert len(smtp_server.messages) == 1
+
+
+def test_smtp_login_refused_is_retryable_and_names_no_password(smtp_server):
+    with pytest.raises(DeliveryError) as caught:
+        notifiers(smtp_server.port, login="    username: watcher\n    password: wrong\n")[
+            "mail"
+        ].send(alert())
+    assert caught.value.retryable
+    assert str(caught.value) == "notifier mail: SMTP login refused (535)"
+    assert smtp_server.messages == []
