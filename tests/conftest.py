@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.servers import FeedServer, Receiver, SmtpServer, free_port, serve
+from tests.servers import FeedServer, Receiver, SmtpServer, free_port
 from watcher.config import Config, loads
+from watcher.demo import serve_on_loopback as serve
 from watcher.state import Store
 
 DATA = Path(__file__).parent / "data"

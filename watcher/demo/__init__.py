@@ -77,7 +77,10 @@ def run_demo() -> DemoResult:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    with _serve(Handler) as base, tempfile.TemporaryDirectory(prefix="watcher-demo-") as tmp:
+    with (
+        serve_on_loopback(Handler) as base,
+        tempfile.TemporaryDirectory(prefix="watcher-demo-") as tmp,
+    ):
         text = DEMO_CONFIG.format(
             database=Path(tmp, "demo.db"), feed_url=f"{base}/feed.xml", hook_url=f"{base}/hook"
         )
@@ -86,9 +89,17 @@ def run_demo() -> DemoResult:
     return DemoResult(text, received)
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client hanging up early is not worth a traceback on the console."""
+
+
 @contextmanager
-def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def serve_on_loopback(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 (a free port) in a thread; yield the base URL."""
+    server = _QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
