@@ -9,6 +9,7 @@ fetch would then block its feed forever, every fetch has a hard deadline (fetch.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor as Pool
@@ -164,6 +165,9 @@ class Daemon:
         log.info("stopped")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping.is_set() and signum == signal.SIGINT:
+            log.warning("second SIGINT: exiting at once; unsent alerts stay pending")
+            os._exit(1)
         log.info("received %s", signal.Signals(signum).name)
         self.stopping.set()
 

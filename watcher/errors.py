@@ -30,6 +30,7 @@ class FetchError(WatcherError):
     def __init__(self, feed: str, message: str, *, status: int | None = None) -> None:
         self.feed = feed
         self.status = status
+        self.reason = message
         super().__init__(f"feed {feed}: {message}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import requests
@@ -79,7 +79,7 @@ class Poller:
                 return PollOutcome(feed.name, "not_modified")
             parsed = parse_feed(feed.name, result.body, result.headers, result.url)
         except FetchError as exc:
-            return self._failed(feed, exc, now, dry_run=dry_run, recovering=state.failures)
+            return self._failed(feed, exc, now, dry_run=dry_run, previous=state.failures)
 
         if parsed.problem and feed.name not in self.reported_problems:
             self.reported_problems.add(feed.name)
@@ -110,20 +110,19 @@ class Poller:
         )
         _log_recovery(feed.name, state.failures)
         _log_outcome(outcome, deliveries)
-        return PollOutcome(feed.name, "new", new_items, baseline=baseline, deliveries=deliveries)
+        return replace(outcome, deliveries=deliveries)
 
     def _match(self, entry: Entry, feed: FeedConfig) -> tuple[Match, ...]:
         return tuple(self.matcher.match(entry.searchable(), feed.name, feed.tags))
 
     def _failed(
-        self, feed: FeedConfig, exc: FetchError, now: datetime, *, dry_run: bool, recovering: int
+        self, feed: FeedConfig, exc: FetchError, now: datetime, *, dry_run: bool, previous: int
     ) -> PollOutcome:
-        reason = str(exc).removeprefix(f"feed {feed.name}: ")
-        failures = recovering + 1
+        failures = previous + 1
         if not dry_run:
-            failures = self.store.record_failure(feed.name, feed.url, reason, now)
-        log.warning("poll failed: feed %s: %s (%d in a row)", feed.name, reason, failures)
-        return PollOutcome(feed.name, "failed", error=reason, failures=failures)
+            failures = self.store.record_failure(feed.name, feed.url, exc.reason, now)
+        log.warning("poll failed: %s (%d in a row)", exc, failures)
+        return PollOutcome(feed.name, "failed", error=exc.reason, failures=failures)
 
 
 def _too_old(published: datetime | None, cutoff: datetime) -> bool:
