@@ -120,3 +120,19 @@ def test_a_notifier_bug_is_a_retryable_failure_and_others_carry_on(db, receiver,
     assert (report.sent, report.retrying) == (1, 1)
     assert "notifier hook: unexpected error" in caplog.text
     assert db.delivery_counts() == {"pending": 1, "sent": 1}
+
+
+def test_one_pass_sends_more_than_one_batch(db, receiver):
+    queue(db, *[f"k{i}" for i in range(7)])
+    report = deliver_due(db, hooks(receiver, "hook"), RETRY, NOW, batch=3)
+    assert report.sent == 7
+    assert [b["item"]["key"] for b in receiver.bodies()] == [f"k{i}" for i in range(7)]
+
+
+def test_a_failing_notifier_does_not_loop_when_its_retry_is_due_at_once(db, receiver):
+    queue(db, "a", "b")
+    receiver.default = 503
+    report = deliver_due(
+        db, hooks(receiver, "hook"), RetrySettings(first=timedelta(0)), NOW, batch=1
+    )
+    assert (report.sent, report.retrying) == (0, 1)

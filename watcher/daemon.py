@@ -76,21 +76,24 @@ def run_once(config: Config, *, dry_run: bool = False) -> CycleReport:
     lock = DatabaseLock(config.settings.database)
     if not dry_run:
         lock.acquire()
-    pipeline = Pipeline(config)
     try:
-        moment = now()
-        with Pool(max_workers=config.settings.concurrency) as pool:
-            outcomes = list(
-                pool.map(
-                    lambda feed: pipeline.poller.poll(feed, moment, dry_run=dry_run), config.feeds
+        pipeline = Pipeline(config)
+        try:
+            moment = now()
+            with Pool(max_workers=config.settings.concurrency) as pool:
+                outcomes = list(
+                    pool.map(
+                        lambda feed: pipeline.poller.poll(feed, moment, dry_run=dry_run),
+                        config.feeds,
+                    )
                 )
-            )
-        report = CycleReport(outcomes)
-        if not dry_run:
-            report.delivery = pipeline.deliver()
-        return report
+            report = CycleReport(outcomes)
+            if not dry_run:
+                report.delivery = pipeline.deliver()
+            return report
+        finally:
+            pipeline.close()
     finally:
-        pipeline.close()
         lock.release()
 
 

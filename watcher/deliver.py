@@ -42,34 +42,53 @@ def deliver_due(
     notifiers: Mapping[str, Notifier],
     retry: RetrySettings,
     now: datetime,
-    limit: int = 200,
+    batch: int = 200,
 ) -> DeliveryReport:
-    """One pass over the due deliveries. Per notifier they leave in detection order; a
-    notifier that fails with a retryable error is left alone for the rest of the pass."""
+    """Send every due delivery, in batches. Per notifier they leave in detection order; a
+    notifier that fails with a retryable error is left alone for the rest of the pass, so
+    that its later deliveries do not overtake the failed one."""
     report = DeliveryReport()
-    held_back: set[str] = set()
-    for delivery in store.due_deliveries(now, notifiers, limit):
-        if delivery.notifier in held_back:
-            continue
-        try:
-            _send(notifiers[delivery.notifier], delivery)
-        except DeliveryError as exc:
-            if _record_failure(store, delivery, exc, retry, now):
-                report.retrying += 1
-                held_back.add(delivery.notifier)
-            else:
-                report.dead += 1
-            continue
-        store.mark_sent(delivery.id, now)
-        report.sent += 1
-        log.info(
-            "alert sent: rule %s, notifier %s, item %r (delivery %s)",
-            delivery.alert.rule,
-            delivery.notifier,
-            one_line(delivery.alert.item.title)[:80],
-            delivery.alert.delivery_id,
-        )
+    active = set(notifiers)
+    while active:
+        due = store.due_deliveries(now, sorted(active), batch)
+        for delivery in due:
+            if delivery.notifier not in active:
+                continue
+            notifier = notifiers[delivery.notifier]
+            if not _deliver_one(store, notifier, delivery, retry, now, report):
+                active.discard(delivery.notifier)
+        if len(due) < batch:
+            break
     return report
+
+
+def _deliver_one(
+    store: Store,
+    notifier: Notifier,
+    delivery: Delivery,
+    retry: RetrySettings,
+    now: datetime,
+    report: DeliveryReport,
+) -> bool:
+    """Send one delivery and record the outcome; False when its notifier must wait."""
+    try:
+        _send(notifier, delivery)
+    except DeliveryError as exc:
+        if _record_failure(store, delivery, exc, retry, now):
+            report.retrying += 1
+            return False
+        report.dead += 1
+        return True
+    store.mark_sent(delivery.id, now)
+    report.sent += 1
+    log.info(
+        "alert sent: rule %s, notifier %s, item %r (delivery %s)",
+        delivery.alert.rule,
+        delivery.notifier,
+        one_line(delivery.alert.item.title)[:80],
+        delivery.alert.delivery_id,
+    )
+    return True
 
 
 def _send(notifier: Notifier, delivery: Delivery) -> None:
