@@ -20,13 +20,14 @@ class Entry:
     published: datetime | None = None
 
     def searchable(self) -> dict[str, str]:
-        """The fields a query without a field searches."""
+        """The fields a query can name (the feed's name is added by the matcher)."""
         return {
             "title": self.title,
             "summary": self.summary,
             "content": self.content if self.content != self.summary else "",
             "author": self.author,
             "tags": " , ".join(self.tags),
+            "link": self.link,
         }
 
 

@@ -1,33 +1,67 @@
-"""The query language of rules: parsing to a small tree, and the structured any/all/none form.
+"""The query language of rules: parsing to a small tree, printing it back, and the structured
+any/all/none form.
 
 Grammar, loosest first (NOT binds tightest)::
 
-    query   := and_expr ("OR" and_expr)*
-    and_expr:= unary (["AND"] unary)*
-    unary   := ("NOT" | "-") unary | primary
-    primary := "(" query ")" | '"phrase"' | word | prefix*
+    query    := and_expr ("OR" and_expr)*
+    and_expr := near (["AND"] near)*
+    near     := unary ("NEAR/n" unary)*
+    unary    := ("NOT" | "-") unary | primary
+    primary  := [field ":"] ( "(" query ")" | '"phrase"' | /regex/ | word | prefix* )
 
-A bare word holding punctuation (``de-escalation``, ``Peskov's``) is a phrase of its words.
+A bare word holding punctuation (``de-escalation``, ``Peskov's``) is the phrase of its words.
+Operators are upper case; ``and`` is an ordinary word.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import re2
 
 from watcher.errors import QueryError
 from watcher.text import words
 
 OPERATORS = frozenset({"AND", "OR", "NOT"})
+DEFAULT_FIELDS = ("title", "summary", "content", "author", "tags")
+FIELDS = (*DEFAULT_FIELDS, "link", "feed")
+MAX_DISTANCE = 1000
+_FIELD_PREFIX = re.compile(r"([A-Za-z]+):(?=\S)")
+_NEAR = re.compile(r"NEAR(?:/(\S*))?$")
+REGEX_OPTIONS = re2.Options()
+REGEX_OPTIONS.case_sensitive = False
+REGEX_OPTIONS.log_errors = False
+REGEX_OPTIONS.max_mem = 8 << 20
 
 
 @dataclass(frozen=True)
 class Term:
-    """A word (one element in ``words``) or a phrase; ``prefix`` applies to the last word."""
+    """A word (one element in ``words``) or a phrase; ``prefix`` applies to the last word.
+    ``field`` None means the default fields (title, summary, content, author, tags)."""
 
     words: tuple[str, ...]
     prefix: bool
     text: str
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class Regex:
+    """A regular expression, case-insensitive, on a field's plain text.
+
+    It runs on RE2, whose time is linear in the text: no pattern can hang the daemon.
+    """
+
+    pattern: str
+    field: str | None = None
+
+    @cached_property
+    def compiled(self) -> Any:
+        return re2.compile(self.pattern, REGEX_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -45,15 +79,26 @@ class Or:
     children: tuple[Node, ...]
 
 
-Node = Term | Not | And | Or
+@dataclass(frozen=True)
+class Near:
+    """Both sides within ``distance`` words of each other, in either order, in one field."""
+
+    left: Node
+    right: Node
+    distance: int
+
+
+Node = Term | Regex | Not | And | Or | Near
 
 
 @dataclass(frozen=True)
 class _Token:
-    kind: str  # "(", ")", "AND", "OR", "NOT", "term"
+    kind: str  # "(", ")", "AND", "OR", "NOT", "NEAR", "term", "regex"
     text: str
     column: int
     quoted: bool = False
+    field: str | None = None
+    distance: int = 0
 
 
 def parse(query: str) -> Node:
@@ -63,16 +108,15 @@ def parse(query: str) -> Node:
         raise QueryError("empty query", 1)
     parser = _Parser(tokens, len(query) + 1)
     node = parser.query()
-    if parser.peek() is not None:
-        token = parser.peek()
-        assert token is not None
+    token = parser.peek()
+    if token is not None:
         if token.kind == ")":
             raise QueryError("unbalanced parenthesis", token.column)
         raise QueryError(f"unexpected {token.text!r}", token.column)
     return node
 
 
-def term(text: str, column: int = 1, *, quoted: bool = False) -> Term:
+def term(text: str, column: int = 1, *, quoted: bool = False, field: str | None = None) -> Term:
     """A term from its text as written; a trailing ``*`` makes the last word a prefix."""
     prefix = text.endswith("*")
     found = tuple(words(text.rstrip("*") if prefix else text))
@@ -80,7 +124,19 @@ def term(text: str, column: int = 1, *, quoted: bool = False) -> Term:
         what = "phrase" if quoted else "term"
         raise QueryError(f"{what} {text!r} has no letters or digits", column)
     display = text.rstrip("*") + ("*" if prefix else "")
-    return Term(found, prefix, display)
+    return Term(found, prefix, display, field)
+
+
+def regex(pattern: str, column: int = 1, field: str | None = None) -> Regex:
+    if not pattern:
+        raise QueryError("empty regular expression", column)
+    node = Regex(pattern, field)
+    try:
+        node.compiled  # noqa: B018 - compile now, so that a bad pattern is a config error
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise QueryError(f"bad regular expression /{pattern}/: {reason}", column) from None
+    return node
 
 
 def structured(
@@ -107,8 +163,8 @@ def combine(*nodes: Node | None) -> Node | None:
 
 
 def has_positive(node: Node) -> bool:
-    """Whether every way of matching needs some term to be present (not only exclusions)."""
-    if isinstance(node, Term):
+    """Whether every way of matching needs something to be present (not only exclusions)."""
+    if isinstance(node, Term | Regex | Near):
         return True
     if isinstance(node, Not):
         return False
@@ -117,13 +173,32 @@ def has_positive(node: Node) -> bool:
     return all(has_positive(child) for child in node.children)
 
 
-def positive_terms(node: Node) -> Iterator[Term]:
+def positive_terms(node: Node) -> Iterator[Term | Regex]:
     """The terms that can contribute to a match (those not under a NOT)."""
-    if isinstance(node, Term):
+    if isinstance(node, Term | Regex):
         yield node
     elif isinstance(node, And | Or):
         for child in node.children:
             yield from positive_terms(child)
+    elif isinstance(node, Near):
+        yield from positive_terms(node.left)
+        yield from positive_terms(node.right)
+
+
+def to_query(node: Node) -> str:
+    """The query text of a tree; parsing it gives the same tree back."""
+    if isinstance(node, Term):
+        scope = f"{node.field}:" if node.field else ""
+        return f'{scope}"{node.text}"'
+    if isinstance(node, Regex):
+        scope = f"{node.field}:" if node.field else ""
+        return f"{scope}/{node.pattern.replace('/', chr(92) + '/')}/"
+    if isinstance(node, Not):
+        return f"NOT {to_query(node.child)}"
+    if isinstance(node, Near):
+        return f"({to_query(node.left)} NEAR/{node.distance} {to_query(node.right)})"
+    operator = " AND " if isinstance(node, And) else " OR "
+    return "(" + operator.join(to_query(child) for child in node.children) + ")"
 
 
 def _tokenize(query: str) -> list[_Token]:
@@ -134,16 +209,39 @@ def _tokenize(query: str) -> list[_Token]:
         column = i + 1
         if char.isspace():
             i += 1
-        elif char in "()":
-            tokens.append(_Token(char, char, column))
+            continue
+        field = None
+        scoped = _FIELD_PREFIX.match(query, i)
+        if scoped and not query.startswith("://", scoped.end(1)):
+            field = scoped[1].lower()
+            if field not in FIELDS:
+                known = ", ".join(FIELDS)
+                raise QueryError(f"unknown field {scoped[1]!r} (known: {known})", column)
+            i = scoped.end()
+            char = query[i]
+        if char in "()":
+            tokens.append(_Token(char, char, column, field=field))
             i += 1
         elif char == '"':
             end = query.find('"', i + 1)
             if end < 0:
-                raise QueryError("unclosed quote", column)
-            tokens.append(_Token("term", query[i + 1 : end], column, quoted=True))
+                raise QueryError("unclosed quote", i + 1)
+            tokens.append(_Token("term", query[i + 1 : end], i + 1, quoted=True, field=field))
             i = end + 1
-        elif char == "-" and i + 1 < n and not query[i + 1].isspace() and query[i + 1] != "-":
+        elif char == "/":
+            end = _regex_end(query, i + 1)
+            if end < 0:
+                raise QueryError("unclosed regular expression (a / is missing)", i + 1)
+            pattern = query[i + 1 : end].replace("\\/", "/")
+            tokens.append(_Token("regex", pattern, i + 1, field=field))
+            i = end + 1
+        elif (
+            field is None
+            and char == "-"
+            and i + 1 < n
+            and not query[i + 1].isspace()
+            and query[i + 1] != "-"
+        ):
             tokens.append(_Token("NOT", "-", column))
             i += 1
         else:
@@ -151,9 +249,37 @@ def _tokenize(query: str) -> list[_Token]:
             while i < n and not query[i].isspace() and query[i] not in '()"':
                 i += 1
             text = query[start:i]
-            kind = text if text in OPERATORS else "term"
-            tokens.append(_Token(kind, text, column))
+            tokens.append(_word_token(text, start + 1, column, field))
     return tokens
+
+
+def _word_token(text: str, start: int, column: int, field: str | None) -> _Token:
+    if field is None and text in OPERATORS:
+        return _Token(text, text, column)
+    near = _NEAR.match(text) if field is None else None
+    if near:
+        distance = near[1]
+        if distance is None:
+            raise QueryError("NEAR needs a distance, e.g. NEAR/5", column)
+        if not distance.isdigit() or not 0 < int(distance) <= MAX_DISTANCE:
+            raise QueryError(
+                f"bad {text!r}: the distance must be a number from 1 to {MAX_DISTANCE}", column
+            )
+        return _Token("NEAR", text, column, distance=int(distance))
+    return _Token("term", text, start, field=field)
+
+
+def _regex_end(query: str, start: int) -> int:
+    """Index of the slash closing a regular expression, skipping escaped slashes; -1 if none."""
+    i = start
+    while i < len(query):
+        if query[i] == "\\":
+            i += 2
+            continue
+        if query[i] == "/":
+            return i
+        i += 1
+    return -1
 
 
 class _Parser:
@@ -161,6 +287,7 @@ class _Parser:
         self.tokens = tokens
         self.position = 0
         self.end_column = end_column
+        self.scope: str | None = None
 
     def peek(self) -> _Token | None:
         return self.tokens[self.position] if self.position < len(self.tokens) else None
@@ -178,14 +305,28 @@ class _Parser:
         return children[0] if len(children) == 1 else Or(tuple(children))
 
     def and_expr(self, after: _Token | None = None) -> Node:
-        children = [self.unary(after)]
+        children = [self.near(after)]
         while (token := self.peek()) is not None and token.kind not in (")", "OR"):
             if token.kind == "AND":
                 self.take()
-                children.append(self.unary(after=token))
+                children.append(self.near(after=token))
             else:
-                children.append(self.unary())
+                children.append(self.near())
         return children[0] if len(children) == 1 else And(tuple(children))
+
+    def near(self, after: _Token | None = None) -> Node:
+        node = self.unary(after)
+        while (token := self.peek()) is not None and token.kind == "NEAR":
+            self.take()
+            right = self.unary(after=token)
+            for side in (node, right):
+                if not _positional(side):
+                    raise QueryError(
+                        "NEAR joins words, phrases or OR groups of them, not AND or NOT",
+                        token.column,
+                    )
+            node = Near(node, right, token.distance)
+        return node
 
     def unary(self, after: _Token | None = None) -> Node:
         token = self.peek()
@@ -196,23 +337,45 @@ class _Parser:
 
     def primary(self, after: _Token | None) -> Node:
         token = self.peek()
-        if token is None or token.kind in (")", "AND", "OR"):
-            column = token.column if token is not None else self.end_column
+        if token is None or token.kind in (")", "AND", "OR", "NEAR"):
             if after is not None:
                 raise QueryError(f"{after.text} needs a term after it", after.column)
-            if token is not None and token.kind == ")":
-                raise QueryError("unbalanced parenthesis", column)
-            if token is not None:
-                raise QueryError(f"{token.text} needs a term before it", column)
-            raise QueryError("expected a term", column)
-        self.take()
-        if token.kind == "(":
-            if (inner := self.peek()) is not None and inner.kind == ")":
-                raise QueryError("empty parentheses", token.column)
-            node = self.query()
-            closing = self.peek()
-            if closing is None or closing.kind != ")":
+            if token is None:
+                raise QueryError("expected a term", self.end_column)
+            if token.kind == ")":
                 raise QueryError("unbalanced parenthesis", token.column)
-            self.take()
-            return node
-        return term(token.text, token.column, quoted=token.quoted)
+            raise QueryError(f"{token.text} needs a term before it", token.column)
+        self.take()
+        field = token.field or self.scope
+        if token.kind == "(":
+            return self.group(token)
+        if token.kind == "regex":
+            return regex(token.text, token.column, field)
+        return term(token.text, token.column, quoted=token.quoted, field=field)
+
+    def group(self, opening: _Token) -> Node:
+        if (inner := self.peek()) is not None and inner.kind == ")":
+            raise QueryError("empty parentheses", opening.column)
+        outer = self.scope
+        if opening.field:
+            self.scope = opening.field
+        try:
+            node = self.query()
+        finally:
+            self.scope = outer
+        closing = self.peek()
+        if closing is None or closing.kind != ")":
+            raise QueryError("unbalanced parenthesis", opening.column)
+        self.take()
+        return node
+
+
+def _positional(node: Node) -> bool:
+    """Whether a node has word positions, as NEAR needs: terms, and ORs and NEARs of them."""
+    if isinstance(node, Term):
+        return True
+    if isinstance(node, Or):
+        return all(_positional(child) for child in node.children)
+    if isinstance(node, Near):
+        return True
+    return False
