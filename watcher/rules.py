@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import bisect
 import functools
-import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import ahocorasick
 import re2
 
 from watcher.query import DEFAULT_FIELDS, REGEX_OPTIONS, And, Near, Node, Not, Or, Regex, Term
-from watcher.text import html_words, strip_html, words
+from watcher.text import strip_html, words
 
-PREFIX_KEY = 4
-"""Prefixes are indexed by their first letters, at most this many."""
 MAX_HITS = 50
 """Hits kept per match: enough to highlight, bounded for a text that repeats a word."""
 
@@ -77,25 +75,25 @@ class Document:
     """An entry's fields (HTML allowed) as normalised words, with lazy indexes on them."""
 
     def __init__(self, fields: Mapping[str, str]) -> None:
-        self.raw = {name: text for name, text in fields.items() if text}
-        self.tokens = {name: html_words(text) for name, text in self.raw.items()}
+        self._plain = {name: strip_html(text) for name, text in fields.items() if text}
+        self.tokens = {name: words(text) for name, text in self._plain.items()}
 
-    @cached_property
-    def vocabulary(self) -> set[str]:
-        """Every distinct word, in any field."""
-        return set().union(*self.tokens.values())
+    def joined(self) -> str:
+        """Every word of every field, each between spaces: what the anchor automaton reads."""
+        return " " + " ".join(word for tokens in self.tokens.values() for word in tokens) + " "
 
     @cached_property
     def _sets(self) -> dict[str, set[str]]:
         return {name: set(tokens) for name, tokens in self.tokens.items()}
 
     @cached_property
-    def _sorted(self) -> dict[str, list[str]]:
-        return {name: sorted(distinct) for name, distinct in self._sets.items()}
+    def default_sets(self) -> list[tuple[str, set[str]]]:
+        """The words of each default field present, the fields an unscoped term searches."""
+        return [(name, self._sets[name]) for name in DEFAULT_FIELDS if name in self._sets]
 
     @cached_property
-    def _plain(self) -> dict[str, str]:
-        return {name: strip_html(text) for name, text in self.raw.items()}
+    def _sorted(self) -> dict[str, list[str]]:
+        return {name: sorted(distinct) for name, distinct in self._sets.items()}
 
     def has_word(self, field: str, word: str) -> bool:
         found = self._sets.get(field)
@@ -132,58 +130,100 @@ def _fields(field: str | None) -> tuple[str, ...]:
     return DEFAULT_FIELDS if field is None else (field,)
 
 
+Evaluator = Callable[[Document], list[Hit] | None]
+"""A compiled query: the hits of its positive terms when it matches (empty for a match made
+by a NOT alone), None when it does not."""
+
+
 def evaluate(node: Node, document: Document) -> tuple[bool, list[Hit]]:
     """Whether the tree matches the document, and the hits of its positive terms."""
-    if isinstance(node, Term | Regex):
-        found = (
-            _term_hits(node, document) if isinstance(node, Term) else _regex_hits(node, document)
-        )
-        return bool(found), found
-    if isinstance(node, Not):
-        matched, _ = evaluate(node.child, document)
-        return not matched, []
+    hits = compile_query(node)(document)
+    return hits is not None, hits or []
+
+
+def compile_query(node: Node) -> Evaluator:
+    """The tree as nested closures: matching then costs no dispatch on node types."""
+    if isinstance(node, Term):
+        return _compile_term(node)
+    if isinstance(node, Regex):
+        return functools.partial(_regex_hits, node)
     if isinstance(node, Near):
-        spans = _spans(node, document)
-        return bool(spans), [hit for span in spans for hit in span.hits]
-    if isinstance(node, And):
-        hits: list[Hit] = []
-        for child in node.children:
-            matched, child_hits = evaluate(child, document)
-            if not matched:
-                return False, []
-            hits.extend(child_hits)
-        return True, hits
-    any_matched, hits = False, []
-    for child in node.children:
-        matched, child_hits = evaluate(child, document)
-        if matched:
-            any_matched = True
-            hits.extend(child_hits)
-    return any_matched, hits
+        return functools.partial(_near_hits, node)
+    if isinstance(node, Not):
+        child = compile_query(node.child)
+        return lambda document: None if child(document) is not None else []
+    children = [compile_query(child) for child in node.children]
+    return functools.partial(_all_of if isinstance(node, And) else _any_of, children)
 
 
-def _term_hits(term: Term, document: Document) -> list[Hit]:
+def _all_of(children: list[Evaluator], document: Document) -> list[Hit] | None:
+    hits: list[Hit] = []
+    for child in children:
+        found = child(document)
+        if found is None:
+            return None
+        hits += found
+    return hits
+
+
+def _any_of(children: list[Evaluator], document: Document) -> list[Hit] | None:
+    hits: list[Hit] | None = None
+    for child in children:
+        found = child(document)
+        if found is not None:
+            hits = found if hits is None else hits + found
+    return hits
+
+
+def _compile_term(term: Term) -> Evaluator:
     if len(term.words) > 1:
-        return [hit for span in _term_spans(term, document) for hit in span.hits]
-    word = term.words[0]
+        return functools.partial(_phrase_hits, term)
+    word, text, field = term.words[0], term.text, term.field
+    if term.prefix:
+        return functools.partial(_prefix_hits, term)
+    if field is None:
+
+        def unscoped_word(document: Document) -> list[Hit] | None:
+            hits = [
+                Hit(text, name, (word,)) for name, found in document.default_sets if word in found
+            ]
+            return hits or None
+
+        return unscoped_word
+
+    def scoped_word(document: Document) -> list[Hit] | None:
+        return [Hit(text, field, (word,))] if document.has_word(field, word) else None
+
+    return scoped_word
+
+
+def _prefix_hits(term: Term, document: Document) -> list[Hit] | None:
     hits = []
     for field in _fields(term.field):
-        if term.prefix:
-            found = document.words_with_prefix(field, word)
-            if found:
-                hits.append(Hit(term.text, field, tuple(found)))
-        elif document.has_word(field, word):
-            hits.append(Hit(term.text, field, (word,)))
-    return hits
+        found = document.words_with_prefix(field, term.words[0])
+        if found:
+            hits.append(Hit(term.text, field, tuple(found)))
+    return hits or None
 
 
-def _regex_hits(node: Regex, document: Document) -> list[Hit]:
+def _phrase_hits(term: Term, document: Document) -> list[Hit] | None:
+    hits = [hit for span in _term_spans(term, document) for hit in span.hits]
+    return hits or None
+
+
+def _near_hits(node: Near, document: Document) -> list[Hit] | None:
+    hits = [hit for span in _spans(node, document) for hit in span.hits]
+    return hits or None
+
+
+def _regex_hits(node: Regex, document: Document) -> list[Hit] | None:
     hits = []
     for field in _fields(node.field):
-        found = node.compiled.search(document.plain(field))
+        text = document.plain(field)
+        found = node.compiled.search(text) if text else None
         if found:
             hits.append(Hit(f"/{node.pattern}/", field, tuple(words(found.group(0)))))
-    return hits
+    return hits or None
 
 
 def _term_spans(term: Term, document: Document) -> list[_Span]:
@@ -252,7 +292,7 @@ def _anchors(node: Node) -> Anchors | None:
             exact.append(last)
         if exact:
             return frozenset({("word", max(exact, key=len))})
-        return frozenset({("prefix", last[:PREFIX_KEY])})
+        return frozenset({("prefix", last)})
     if isinstance(node, Regex):
         return frozenset({("regex", node.pattern)})
     if isinstance(node, Not):
@@ -270,45 +310,40 @@ def _anchors(node: Node) -> Anchors | None:
 
 
 class Matcher:
-    """Every rule of a config, compiled once into an index from words to rules.
+    """Every rule of a config, compiled once into an index of the words rules need.
 
-    Regular expressions are indexed too: all of them run as one RE2 set, one pass over each
-    field, and only the rules whose expression was found are evaluated.
+    The words (and prefixes) are keys of one Aho-Corasick automaton, which reads an entry's
+    words in one pass in C and names the rules that may match. Regular expressions all run as
+    one RE2 set, one pass over each field. Only the rules so named are evaluated.
     """
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = tuple(rules)
         self._always: list[int] = []
-        self._words: dict[str, list[int]] = {}
-        self._prefixes: dict[int, dict[str, list[int]]] = {}
-        self._regexes: dict[str, list[int]] = {}
+        keys: dict[str, list[int]] = {}
+        regexes: dict[str, list[int]] = {}
         for index, rule in enumerate(self.rules):
             anchors = _anchors(rule.query)
             if anchors is None:
                 self._always.append(index)
                 continue
             for kind, key in anchors:
-                if kind == "word":
-                    self._words.setdefault(key, []).append(index)
-                elif kind == "prefix":
-                    self._prefixes.setdefault(len(key), {}).setdefault(key, []).append(index)
+                if kind == "regex":
+                    regexes.setdefault(key, []).append(index)
                 else:
-                    self._regexes.setdefault(key, []).append(index)
-        self._word_keys = frozenset(self._words)
-        self._prefix_keys = {length: frozenset(keys) for length, keys in self._prefixes.items()}
-        self._regex_rules = list(self._regexes.values())
-        self._regex_set = _regex_set(list(self._regexes)) if self._regexes else None
+                    text = f" {key} " if kind == "word" else f" {key}"
+                    keys.setdefault(text, []).append(index)
+        self._automaton = _automaton(keys)
+        self._regex_rules = list(regexes.values())
+        self._regex_set = _regex_set(list(regexes)) if regexes else None
+        self._evaluators = [compile_query(rule.query) for rule in self.rules]
 
     def candidates(self, document: Document) -> list[int]:
         """Indexes of the rules that may match, in rule order."""
-        vocabulary = document.vocabulary
         found = set(self._always)
-        for word in vocabulary & self._word_keys:
-            found.update(self._words[word])
-        for length, keys in self._prefix_keys.items():
-            starts = set(map(_slicer(length), vocabulary))
-            for key in starts & keys:
-                found.update(self._prefixes[length][key])
+        if self._automaton is not None:
+            for _, indexes in self._automaton.iter(document.joined()):
+                found.update(indexes)
         if self._regex_set is not None:
             for text in document.plain_texts():
                 for pattern in self._regex_set.Match(text) or ():
@@ -326,18 +361,21 @@ class Matcher:
             rule = self.rules[index]
             if not rule.applies_to(feed_name, tags):
                 continue
-            matched, hits = evaluate(rule.query, document)
-            if matched:
+            hits = self._evaluators[index](document)
+            if hits is not None:
                 terms = tuple(dict.fromkeys(hit.term for hit in hits))
                 matches.append(Match(rule.name, terms, rule.notify, tuple(hits[:MAX_HITS])))
         return matches
 
 
-@functools.cache
-def _slicer(length: int) -> Callable[[str], str]:
-    """The first ``length`` letters of a word (a shorter word is kept whole and matches no
-    key of that length)."""
-    return operator.itemgetter(slice(0, length))
+def _automaton(keys: dict[str, list[int]]) -> Any:
+    if not keys:
+        return None
+    automaton = ahocorasick.Automaton()
+    for key, indexes in keys.items():
+        automaton.add_word(key, indexes)
+    automaton.make_automaton()
+    return automaton
 
 
 def _regex_set(patterns: list[str]) -> Any:
