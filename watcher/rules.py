@@ -9,7 +9,6 @@ expression alone, say) are evaluated on every entry.
 
 from __future__ import annotations
 
-import bisect
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -80,33 +79,27 @@ class Document:
 
     def joined(self) -> str:
         """Every word of every field, each between spaces: what the anchor automaton reads."""
-        return " " + " ".join(word for tokens in self.tokens.values() for word in tokens) + " "
+        return "".join(self._joined.values())
 
     @cached_property
-    def _sets(self) -> dict[str, set[str]]:
-        return {name: set(tokens) for name, tokens in self.tokens.items()}
-
-    @cached_property
-    def default_sets(self) -> list[tuple[str, set[str]]]:
-        """The words of each default field present, the fields an unscoped term searches."""
-        return [(name, self._sets[name]) for name in DEFAULT_FIELDS if name in self._sets]
-
-    @cached_property
-    def _sorted(self) -> dict[str, list[str]]:
-        return {name: sorted(distinct) for name, distinct in self._sets.items()}
+    def _joined(self) -> dict[str, str]:
+        """Each field's words between spaces: membership is then a substring search in C,
+        cheaper than building a set for the few lookups an entry usually gets."""
+        return {name: " " + " ".join(tokens) + " " for name, tokens in self.tokens.items()}
 
     def has_word(self, field: str, word: str) -> bool:
-        found = self._sets.get(field)
-        return found is not None and word in found
+        return f" {word} " in self._joined.get(field, "")
 
     def words_with_prefix(self, field: str, prefix: str) -> list[str]:
-        distinct = self._sorted.get(field, [])
-        found = []
-        for index in range(bisect.bisect_left(distinct, prefix), len(distinct)):
-            if not distinct[index].startswith(prefix):
-                break
-            found.append(distinct[index])
-        return found
+        text = self._joined.get(field, "")
+        needle = " " + prefix
+        found: dict[str, None] = {}
+        start = text.find(needle)
+        while start >= 0:
+            end = text.index(" ", start + 1)
+            found[text[start + 1 : end]] = None
+            start = text.find(needle, end)
+        return list(found)
 
     def positions(self, field: str, word: str) -> list[int]:
         if not self.has_word(field, word):
@@ -119,8 +112,9 @@ class Document:
         except ValueError:
             return found
 
-    def plain_texts(self) -> list[str]:
-        return list(self._plain.values())
+    def plain_text(self) -> str:
+        """The plain text of every field, one field a line."""
+        return "\n".join(self._plain.values())
 
     def plain(self, field: str) -> str:
         return self._plain.get(field, "")
@@ -184,10 +178,8 @@ def _compile_term(term: Term) -> Evaluator:
     if field is None:
 
         def unscoped_word(document: Document) -> list[Hit] | None:
-            hits = [
-                Hit(text, name, (word,)) for name, found in document.default_sets if word in found
-            ]
-            return hits or None
+            found = [name for name in DEFAULT_FIELDS if document.has_word(name, word)]
+            return [Hit(text, name, (word,)) for name in found] or None
 
         return unscoped_word
 
@@ -345,9 +337,8 @@ class Matcher:
             for _, indexes in self._automaton.iter(document.joined()):
                 found.update(indexes)
         if self._regex_set is not None:
-            for text in document.plain_texts():
-                for pattern in self._regex_set.Match(text) or ():
-                    found.update(self._regex_rules[pattern])
+            for pattern in self._regex_set.Match(document.plain_text()) or ():
+                found.update(self._regex_rules[pattern])
         return sorted(found)
 
     def match(
@@ -379,8 +370,11 @@ def _automaton(keys: dict[str, list[int]]) -> Any:
 
 
 def _regex_set(patterns: list[str]) -> Any:
+    """All expressions in one RE2 set, run over all fields at once, one per line. It only
+    selects candidates, so a find across two fields costs an evaluation, nothing more; in
+    multi-line mode ``^`` and ``$`` find each field's start and end."""
     regexes = re2.Set.SearchSet(REGEX_OPTIONS)
     for pattern in patterns:
-        regexes.Add(pattern)
+        regexes.Add(f"(?m){pattern}")
     regexes.Compile()
     return regexes
