@@ -87,28 +87,20 @@ class Document:
         cheaper than building a set for the few lookups an entry usually gets."""
         return {name: " " + " ".join(tokens) + " " for name, tokens in self.tokens.items()}
 
-    def has_word(self, field: str, word: str) -> bool:
-        return f" {word} " in self._joined.get(field, "")
+    @cached_property
+    def default_joined(self) -> list[tuple[str, str]]:
+        """(field, words between spaces) for the default fields present."""
+        return [(name, self._joined[name]) for name in DEFAULT_FIELDS if name in self._joined]
 
-    def words_with_prefix(self, field: str, prefix: str) -> list[str]:
-        text = self._joined.get(field, "")
-        needle = " " + prefix
-        found: dict[str, None] = {}
-        start = text.find(needle)
-        while start >= 0:
-            end = text.index(" ", start + 1)
-            found[text[start + 1 : end]] = None
-            start = text.find(needle, end)
-        return list(found)
+    def joined_field(self, field: str) -> str:
+        return self._joined.get(field, "")
 
     def positions(self, field: str, word: str) -> list[int]:
-        if not self.has_word(field, word):
-            return []
-        tokens = self.tokens[field]
-        found = [tokens.index(word)]
+        tokens = self.tokens.get(field, [])
+        found: list[int] = []
         try:
             while True:
-                found.append(tokens.index(word, found[-1] + 1))
+                found.append(tokens.index(word, found[-1] + 1 if found else 0))
         except ValueError:
             return found
 
@@ -170,37 +162,49 @@ def _any_of(children: list[Evaluator], document: Document) -> list[Hit] | None:
 
 
 def _compile_term(term: Term) -> Evaluator:
-    if len(term.words) > 1:
-        return functools.partial(_phrase_hits, term)
-    word, text, field = term.words[0], term.text, term.field
-    if term.prefix:
-        return functools.partial(_prefix_hits, term)
-    if field is None:
+    """A word, prefix or phrase is a substring search of `` word word `` (no closing space
+    for a prefix) in each field's words between spaces, in C."""
+    text, field, stems = term.text, term.field, term.words[:-1]
+    needle = " " + " ".join(term.words) + ("" if term.prefix else " ")
 
-        def unscoped_word(document: Document) -> list[Hit] | None:
-            found = [name for name in DEFAULT_FIELDS if document.has_word(name, word)]
-            return [Hit(text, name, (word,)) for name in found] or None
+    def fields(document: Document) -> list[tuple[str, str]]:
+        if field is None:
+            return document.default_joined
+        return [(field, document.joined_field(field))]
 
-        return unscoped_word
+    if not term.prefix:
 
-    def scoped_word(document: Document) -> list[Hit] | None:
-        return [Hit(text, field, (word,))] if document.has_word(field, word) else None
+        def find_words(document: Document) -> list[Hit] | None:
+            hits = [
+                Hit(text, name, term.words) for name, joined in fields(document) if needle in joined
+            ]
+            return hits or None
 
-    return scoped_word
+        return find_words
+
+    stem_length = len(term.words[-1])
+
+    def find_prefixed(document: Document) -> list[Hit] | None:
+        hits = []
+        for name, joined in fields(document):
+            found = _completions(joined, needle, stem_length)
+            if found:
+                hits.append(Hit(text, name, (*stems, *found)))
+        return hits or None
+
+    return find_prefixed
 
 
-def _prefix_hits(term: Term, document: Document) -> list[Hit] | None:
-    hits = []
-    for field in _fields(term.field):
-        found = document.words_with_prefix(field, term.words[0])
-        if found:
-            hits.append(Hit(term.text, field, tuple(found)))
-    return hits or None
-
-
-def _phrase_hits(term: Term, document: Document) -> list[Hit] | None:
-    hits = [hit for span in _term_spans(term, document) for hit in span.hits]
-    return hits or None
+def _completions(joined: str, needle: str, stem_length: int) -> list[str]:
+    """The distinct words completing the prefix that ``needle`` ends with."""
+    found: dict[str, None] = {}
+    start = joined.find(needle)
+    while start >= 0:
+        after = start + len(needle)
+        end = joined.index(" ", after)
+        found[joined[after - stem_length : end]] = None
+        start = joined.find(needle, end)
+    return list(found)
 
 
 def _near_hits(node: Near, document: Document) -> list[Hit] | None:
@@ -219,26 +223,27 @@ def _regex_hits(node: Regex, document: Document) -> list[Hit] | None:
 
 
 def _term_spans(term: Term, document: Document) -> list[_Span]:
-    """Every place a term occurs: a word, a prefix or a phrase."""
+    """Every place a word, prefix or phrase occurs, with its word positions (for NEAR)."""
     spans = []
-    *exact, last = term.words
+    first, *rest = term.words
+    size = len(term.words)
     for field in _fields(term.field):
         tokens = document.tokens.get(field)
         if not tokens:
             continue
-        lasts = document.words_with_prefix(field, last) if term.prefix else [last]
-        if exact:
-            starts = document.positions(field, exact[0])
+        if rest or not term.prefix:
+            starts = document.positions(field, first)
         else:
-            starts = sorted(p for word in lasts for p in document.positions(field, word))
-        size = len(term.words)
+            starts = [i for i, word in enumerate(tokens) if word.startswith(first)]
         for start in starts:
-            end = start + size
-            if end > len(tokens) or tokens[start : end - 1] != exact:
+            found = tokens[start : start + size]
+            if len(found) < size or found[1:-1] != rest[:-1]:
                 continue
-            found = tokens[end - 1]
-            if found == last or (term.prefix and found.startswith(last)):
-                spans.append(_Span(field, start, end, (Hit(term.text, field, (*exact, found)),)))
+            last = found[-1]
+            if last == term.words[-1] or (term.prefix and last.startswith(term.words[-1])):
+                spans.append(
+                    _Span(field, start, start + size, (Hit(term.text, field, tuple(found)),))
+                )
                 if len(spans) >= MAX_HITS:
                     return spans
     return spans
