@@ -4,6 +4,7 @@ import email
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import policy
 
@@ -43,6 +44,7 @@ def alert(**item: object) -> Alert:
         feed_url="https://example.org/rss",
         item=Entry(**fields),  # type: ignore[arg-type]
         detected_at=datetime(2026, 11, 24, 10, 5, tzinfo=UTC),
+        words=("istanbul", "talks"),
     )
 
 
@@ -72,6 +74,7 @@ def test_webhook_payload_shape():
         "delivery_id": "d-123",
         "rule": "talks",
         "matched": ["Istanbul talks"],
+        "highlight": ["istanbul", "talks"],
         "feed": {"name": "world", "url": "https://example.org/rss"},
         "item": {
             "key": "k1",
@@ -229,3 +232,14 @@ def test_smtp_login_refused_is_retryable_and_names_no_password(smtp_server):
     assert caught.value.retryable
     assert str(caught.value) == "notifier mail: SMTP login refused (535)"
     assert smtp_server.messages == []
+
+
+def test_matched_words_are_highlighted_and_still_escaped():
+    marked = replace(
+        alert(summary="<p>Peskóv &amp; the <b>Kremlin</b> said</p>"), words=("peskov",)
+    )
+    section = message(marked)["blocks"][0]["text"]["text"]
+    assert section.endswith("\n*Peskóv* &amp; the Kremlin said")
+    html_part = build(marked, "w@example.org", ("a@example.org",)).get_body(("html",))
+    assert html_part is not None
+    assert "<p><mark>Peskóv</mark> &amp; the Kremlin said</p>" in html_part.get_content()

@@ -28,8 +28,10 @@ def ingest(store: Store, feed: str, items: list[NewItem], now: datetime = NOW) -
 
 def test_schema_is_migrated_and_recorded(db):
     connection = sqlite3.connect(db.path)
-    names = [row[0] for row in connection.execute("SELECT name FROM _sqlite_migrations")]
-    assert names == ["create_core_tables"]
+    names = [
+        row[0] for row in connection.execute("SELECT name FROM _sqlite_migrations ORDER BY id")
+    ]
+    assert names == ["create_core_tables", "add_match_hits"]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
     Store(db.path).close()  # reopening applies nothing twice

@@ -42,3 +42,5 @@ class Alert:
     feed_url: str
     item: Entry
     detected_at: datetime
+    words: tuple[str, ...] = ()
+    """The normalised words that made the match, to highlight."""

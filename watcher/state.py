@@ -102,6 +102,12 @@ def create_core_tables(db: Database) -> None:
     db.table("deliveries").create_index(["notifier", "status", "id"])
 
 
+@migrations()
+def add_match_hits(db: Database) -> None:
+    """Where each term matched (field and words), for highlighting and ``watcher matches``."""
+    db.table("matches").add_column("hits", str)
+
+
 def timestamp(moment: datetime) -> str:
     """UTC ISO 8601 with a fixed width, so that text order is time order."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -317,9 +323,15 @@ class Store:
 
     def _insert_match(self, db: Database, item_id: int, match: Match, stamp: str) -> int:
         row = db.execute(
-            "INSERT INTO matches (item_id, rule, terms, detected_at) VALUES (?, ?, ?, ?)"
+            "INSERT INTO matches (item_id, rule, terms, hits, detected_at) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (item_id, rule) DO NOTHING RETURNING id",
-            [item_id, match.rule, json.dumps(list(match.terms), ensure_ascii=False), stamp],
+            [
+                item_id,
+                match.rule,
+                json.dumps(list(match.terms), ensure_ascii=False),
+                json.dumps([list(hit) for hit in match.hits], ensure_ascii=False),
+                stamp,
+            ],
         ).fetchone()
         if row is None:
             return 0
@@ -346,7 +358,7 @@ class Store:
             return []
         marks = ",".join("?" * len(names))
         rows = self._db().query(
-            "SELECT d.id, d.uid, d.notifier, d.attempts, d.created_at, m.rule, m.terms,"
+            "SELECT d.id, d.uid, d.notifier, d.attempts, d.created_at, m.rule, m.terms, m.hits,"
             " m.detected_at, i.key, i.title, i.link, i.summary, i.content, i.author, i.tags,"
             " i.published, f.name AS feed_name, f.url AS feed_url"
             " FROM deliveries d JOIN matches m ON m.id = d.match_id"
@@ -397,6 +409,7 @@ def _delivery(row: dict) -> Delivery:
         delivery_id=row["uid"],
         rule=row["rule"],
         terms=tuple(json.loads(row["terms"] or "[]")),
+        words=tuple(sorted({w for _, _, found in json.loads(row["hits"] or "[]") for w in found})),
         feed_name=row["feed_name"],
         feed_url=row["feed_url"],
         item=entry,

@@ -16,7 +16,7 @@ from email.utils import format_datetime, parseaddr
 
 from watcher.errors import DeliveryError
 from watcher.models import Alert
-from watcher.notify.base import Notifier, safe_link, summary_of, title_of
+from watcher.notify.base import Notifier, highlight, safe_link, summary_of, title_of
 from watcher.text import one_line
 
 log = logging.getLogger(__name__)
@@ -49,14 +49,19 @@ def build(alert: Alert, sender: str, recipients: tuple[str, ...]) -> EmailMessag
     lines += [f"Feed: {alert.feed_name} ({alert.feed_url})", f"Published: {published}"]
     msg.set_content("\n".join(lines) + "\n")
     e = html.escape
-    heading = f'<a href="{e(link)}">{e(title)}</a>' if link else e(title)
+    marked_title = highlight(title, alert.words, _mark, e)
+    heading = f'<a href="{e(link)}">{marked_title}</a>' if link else marked_title
     msg.add_alternative(
-        f"<html><body><h3>{heading}</h3><p>{e(summary)}</p>"
+        f"<html><body><h3>{heading}</h3><p>{highlight(summary, alert.words, _mark, e)}</p>"
         f"<p><small>Rule <b>{e(alert.rule)}</b> · matched {e(matched)} · "
         f"feed {e(alert.feed_name)} · {e(published)}</small></p></body></html>\n",
         subtype="html",
     )
     return msg
+
+
+def _mark(word: str) -> str:
+    return f"<mark>{word}</mark>"
 
 
 class EmailNotifier(Notifier):

@@ -10,11 +10,15 @@ import json
 from typing import Any
 
 from watcher.models import Alert
-from watcher.notify.base import Notifier, safe_link, summary_of, title_of
+from watcher.notify.base import Notifier, highlight, safe_link, summary_of, title_of
 
 
 def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _bold(word: str) -> str:
+    return f"*{word}*"
 
 
 def _link(url: str, label: str) -> str:
@@ -31,7 +35,7 @@ def message(alert: Alert) -> dict[str, Any]:
     matched = ", ".join(escape(term) for term in alert.terms)
     published = alert.item.published
     when = published.strftime("%Y-%m-%d %H:%M UTC") if published else "no date"
-    summary = escape(summary_of(alert))
+    summary = highlight(summary_of(alert), alert.words, _bold, escape)
     body = f"*{_link(alert.item.link, title)}*" + (f"\n{summary}" if summary else "")
     return {
         "text": f"[{rule}] {title} ({feed})",

@@ -19,6 +19,7 @@ def payload(alert: Alert) -> dict[str, Any]:
         "delivery_id": alert.delivery_id,
         "rule": alert.rule,
         "matched": list(alert.terms),
+        "highlight": list(alert.words),
         "feed": {"name": alert.feed_name, "url": alert.feed_url},
         "item": {
             "key": item.key,
