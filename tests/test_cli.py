@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,80 @@ def test_demo_delivers_an_alert_offline(runner):
     assert result.exit_code == 0, result.output
     assert '"rule": "istanbul-talks"' in result.stdout
     assert "Rules that fired: istanbul-talks, peskov." in result.stdout
+
+
+def test_test_rule_on_text_is_grep_like(runner):
+    hit = runner.invoke(
+        main,
+        ["test-rule", '"Istanbul talks" OR Peskov', "--text", "New Istanbul talks, Peskóv says"],
+    )
+    assert hit.exit_code == 0, hit.output
+    assert hit.stdout.splitlines() == [
+        "matched: Istanbul talks, Peskov",
+        "New Istanbul talks, Peskóv says",
+    ]
+    miss = runner.invoke(main, ["test-rule", "Peskov", "--text", "Peskovich"])
+    assert (miss.exit_code, miss.stdout) == (1, "no match\n")
+    bad = runner.invoke(main, ["test-rule", "Istanbul talks)", "--text", "x"])
+    assert bad.exit_code == 2
+    assert bad.stderr == "error: query: column 15: unbalanced parenthesis\n"
+
+
+def test_test_rule_needs_a_query_or_a_rule(runner):
+    assert runner.invoke(main, ["test-rule", "--text", "x"]).exit_code == 2
+
+
+@pytest.fixture
+def polled(runner, tmp_path, feed_server):
+    """A database holding one poll of a feed with a story, alerted to a dead notifier."""
+    feed_server.routes["/feed.xml"] = Route(
+        rss(
+            {"guid": "1", "title": "Istanbul talks resume", "link": "https://n.example.org/1"},
+            {"guid": "2", "title": "Award season", "link": "https://n.example.org/2"},
+        )
+    )
+    path = write_config(tmp_path, feed_server.url("/feed.xml"), backfill=True)
+    runner.invoke(main, ["once", "-c", str(path)])
+    return path
+
+
+def test_test_rule_backtests_stored_items(runner, polled):
+    result = runner.invoke(main, ["test-rule", "award*", "-c", str(polled)])
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["SEEN", "FEED", "MATCHED", "TITLE"]
+    assert row.split()[2:] == ["world", "award*", "Award", "season"]
+    by_rule = runner.invoke(main, ["test-rule", "--rule", "talks", "--json", "-c", str(polled)])
+    assert by_rule.exit_code == 0
+    assert [r["title"] for r in json.loads(by_rule.stdout)] == ["Istanbul talks resume"]
+    none = runner.invoke(main, ["test-rule", "ceasefire", "-c", str(polled)])
+    assert none.exit_code == 1
+    unknown = runner.invoke(main, ["test-rule", "--rule", "nope", "-c", str(polled)])
+    assert unknown.exit_code == 2 and "no rule named 'nope' (known: talks)" in unknown.stderr
+
+
+def test_matches_lists_recent_matches_with_deliveries(runner, polled):
+    result = runner.invoke(main, ["matches", "--json", "-c", str(polled)])
+    assert result.exit_code == 0, result.output
+    (match,) = json.loads(result.stdout)
+    assert (match["rule"], match["title"], match["matched"]) == (
+        "talks",
+        "Istanbul talks resume",
+        ["Istanbul talks"],
+    )
+    assert match["deliveries"] == {"hook": "pending"}
+    table_output = runner.invoke(main, ["matches", "--rule", "talks", "-c", str(polled)]).stdout
+    assert table_output.splitlines()[1].split()[2:5] == ["talks", "world", "hook:pending"]
+    assert (
+        runner.invoke(main, ["matches", "--rule", "other", "-c", str(polled)]).stdout
+        == "no matches\n"
+    )
+
+
+def test_search_uses_full_text_search(runner, polled):
+    result = runner.invoke(main, ["search", "istanb*", "-c", str(polled)])
+    assert result.exit_code == 0, result.output
+    assert "Istanbul talks resume" in result.stdout and "Award" not in result.stdout
+    assert runner.invoke(main, ["search", "nothing", "-c", str(polled)]).exit_code == 1
+    bad = runner.invoke(main, ["search", '"unclosed', "-c", str(polled)])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: query: column 1: bad search query")

@@ -8,16 +8,21 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
 
 from watcher import __version__, logs
-from watcher.config import Config, config_path, load
-from watcher.errors import ConfigError, WatcherError
+from watcher.config import Config, config_path, load, parse_duration
+from watcher.errors import ConfigError, QueryError, WatcherError
 from watcher.notify.base import safe_link
-from watcher.text import one_line
+from watcher.query import DEFAULT_FIELDS, parse
+from watcher.rules import Matcher, Rule
+from watcher.state import Store, StoredItem
+from watcher.text import highlight, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,6 +45,9 @@ def handle_errors(command: F) -> F:
         except ConfigError as exc:
             for problem in exc.problems:
                 click.echo(problem, err=True)
+            sys.exit(2)
+        except QueryError as exc:
+            click.echo(f"error: query: {exc}", err=True)
             sys.exit(2)
         except WatcherError as exc:
             click.echo(f"error: {exc}", err=True)
@@ -149,9 +157,200 @@ def demo() -> None:
         click.echo("No alert arrived: something is wrong; see the log lines above.", err=True)
         sys.exit(1)
     click.echo(f"The local webhook received {len(result.received)} alerts. The first one:\n")
-    click.echo(json.dumps(result.received[0], indent=2, ensure_ascii=False))
+    click.echo(_json(result.received[0]))
     rules = ", ".join(sorted({alert["rule"] for alert in result.received}))
     click.echo(f"\nRules that fired: {rules}. Edit config/watch.yaml and run `watcher run`.")
+
+
+@main.command("test-rule")
+@click.argument("query", required=False)
+@click.option("--text", help="Match this text instead of the stored items.")
+@click.option("--rule", "rule_name", metavar="NAME", help="Backtest a rule of the config.")
+@click.option("--since", default="7d", show_default=True, help="Stored items seen this recently.")
+@click.option("--feed", metavar="NAME", help="Only the items of this feed.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@config_option
+@handle_errors
+def test_rule(
+    query: str | None,
+    text: str | None,
+    rule_name: str | None,
+    since: str,
+    feed: str | None,
+    as_json: bool,
+    config_file: str | None,
+) -> None:
+    """What QUERY (or --rule NAME) matches among stored items, or in TEXT.
+
+    Like grep: exit 0 when something matched, 1 when nothing did, 2 for a bad query.
+    """
+    if (query is None) == (rule_name is None):
+        raise click.UsageError("give either a QUERY or --rule NAME")
+    config = _load(config_file) if rule_name or text is None else None
+    rule = _rule(query, rule_name, config)
+    matcher = Matcher([rule])
+    if text is not None:
+        found = matcher.match(dict.fromkeys(DEFAULT_FIELDS, text), "text")
+        if as_json:
+            click.echo(_json([{"matched": list(m.terms)} for m in found]))
+        elif found:
+            click.echo(f"matched: {', '.join(found[0].terms)}")
+            click.echo(highlight(text, found[0].words, _bold, str))
+        else:
+            click.echo("no match")
+        sys.exit(0 if found else 1)
+    assert config is not None
+    tags = {feed_config.name: feed_config.tags for feed_config in config.feeds}
+    rows = []
+    with _store(config) as store:
+        for item in store.items_since(_ago(since), feed):
+            entry = item.entry
+            for match in matcher.match(entry.searchable(), item.feed, tags.get(item.feed, ())):
+                rows.append((item, match))
+    if as_json:
+        click.echo(_json([_item_json(item, match.terms) for item, match in rows]))
+    elif rows:
+        click.echo(
+            table(
+                ("SEEN", "FEED", "MATCHED", "TITLE"),
+                [
+                    (
+                        _when(item.first_seen),
+                        item.feed,
+                        ", ".join(match.terms),
+                        highlight(one_line(item.entry.title), match.words, _bold, str),
+                    )
+                    for item, match in rows
+                ],
+            )
+        )
+    else:
+        click.echo(f"nothing matched among the items seen in the last {since}")
+    sys.exit(0 if rows else 1)
+
+
+@main.command()
+@click.option("--rule", "rule_name", metavar="NAME", help="Only this rule's matches.")
+@click.option("--since", default="1d", show_default=True, help="Matches this recent.")
+@click.option("--limit", default=100, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@config_option
+@handle_errors
+def matches(
+    rule_name: str | None, since: str, limit: int, as_json: bool, config_file: str | None
+) -> None:
+    """Recent matches, newest first, with the state of their deliveries."""
+    config = _load(config_file)
+    with _store(config) as store:
+        found = store.recent_matches(_ago(since), rule_name, limit)
+    if as_json:
+        records = [
+            {
+                **_item_json(m.item, m.terms),
+                "rule": m.rule,
+                "detected_at": m.detected_at.isoformat(),
+                "deliveries": dict(d.split(":", 1) for d in m.deliveries),
+            }
+            for m in found
+        ]
+        click.echo(_json(records))
+        return
+    rows = [
+        (
+            _when(m.detected_at),
+            m.rule,
+            m.item.feed,
+            ", ".join(m.deliveries) or "-",
+            one_line(m.item.entry.title),
+        )
+        for m in found
+    ]
+    click.echo(
+        table(("DETECTED", "RULE", "FEED", "DELIVERIES", "TITLE"), rows) if rows else "no matches"
+    )
+
+
+@main.command()
+@click.argument("query")
+@click.option("--limit", default=20, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@config_option
+@handle_errors
+def search(query: str, limit: int, as_json: bool, config_file: str | None) -> None:
+    """Full-text search over stored items (SQLite FTS5 syntax: words, "phrases", prefix*,
+    AND, OR, NOT)."""
+    config = _load(config_file)
+    with _store(config) as store:
+        found = store.search(query, limit)
+    if as_json:
+        click.echo(_json([_item_json(item, ()) for item in found]))
+    elif found:
+        rows = [
+            (
+                _when(item.first_seen),
+                item.feed,
+                one_line(item.entry.title),
+                safe_link(item.entry.link),
+            )
+            for item in found
+        ]
+        click.echo(table(("SEEN", "FEED", "TITLE", "LINK"), rows))
+    else:
+        click.echo("nothing found")
+    if not found:
+        sys.exit(1)
+
+
+def _rule(query: str | None, rule_name: str | None, config: Config | None) -> Rule:
+    if query is not None:
+        return Rule("query", parse(query))
+    assert config is not None
+    for rule in config.compiled_rules():
+        if rule.name == rule_name:
+            return rule
+    known = ", ".join(rule.name for rule in config.rules) or "none"
+    raise click.BadParameter(f"no rule named {rule_name!r} (known: {known})", param_hint="--rule")
+
+
+@contextmanager
+def _store(config: Config) -> Iterator[Store]:
+    store = Store(config.settings.database)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _ago(since: str) -> datetime:
+    try:
+        return datetime.now(UTC) - parse_duration(since)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--since") from exc
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _bold(word: str) -> str:
+    return click.style(word, bold=True) if sys.stdout.isatty() else word
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _item_json(item: StoredItem, terms: Sequence[str]) -> dict[str, Any]:
+    entry = item.entry
+    return {
+        "feed": item.feed,
+        "key": entry.key,
+        "title": one_line(entry.title),
+        "link": safe_link(entry.link),
+        "published": entry.published.isoformat() if entry.published else None,
+        "first_seen": item.first_seen.isoformat(),
+        "matched": list(terms),
+    }
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

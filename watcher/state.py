@@ -23,7 +23,7 @@ from typing import IO
 
 from sqlite_utils import Database, Migrations
 
-from watcher.errors import StateError
+from watcher.errors import QueryError, StateError
 from watcher.models import Alert, Entry
 from watcher.rules import Match
 
@@ -136,6 +136,27 @@ class NewItem:
 
     entry: Entry
     matches: tuple[Match, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    feed: str
+    entry: Entry
+    first_seen: datetime
+
+
+@dataclass(frozen=True)
+class StoredMatch:
+    rule: str
+    terms: tuple[str, ...]
+    detected_at: datetime
+    item: StoredItem
+    deliveries: tuple[str, ...]
+    """``notifier:status`` of each delivery of the match."""
+
+
+_ITEM_COLUMNS = "feed, key, title, link, summary, content, author, tags, published, first_seen"
+_ITEM_COLUMNS_I = ", ".join(f"i.{column}" for column in _ITEM_COLUMNS.split(", "))
 
 
 @dataclass(frozen=True)
@@ -347,6 +368,55 @@ class Store:
         sql = "SELECT count(*) FROM items" + (" WHERE feed = ?" if feed else "")
         return int(self._db().execute(sql, [feed] if feed else []).fetchone()[0])
 
+    def items_since(self, since: datetime, feed: str | None = None) -> Iterator[StoredItem]:
+        """Items first seen since a time, newest first, optionally of one feed."""
+        sql = f"SELECT {_ITEM_COLUMNS} FROM items WHERE first_seen >= ?"
+        params: list[str] = [timestamp(since)]
+        if feed:
+            sql += " AND feed = ?"
+            params.append(feed)
+        for row in self._db().query(sql + " ORDER BY first_seen DESC, id DESC", params):
+            yield _stored_item(row)
+
+    def search(self, query: str, limit: int = 20) -> list[StoredItem]:
+        """Full-text search (SQLite FTS5 syntax) over titles, summaries and contents."""
+        try:
+            rows = (
+                self._db()
+                .table("items")
+                .search(query, columns=_ITEM_COLUMNS.split(", "), limit=limit)
+            )
+            return [_stored_item(row) for row in rows]
+        except sqlite3.OperationalError as exc:
+            raise QueryError(f"bad search query: {exc}", 1) from exc
+
+    def recent_matches(
+        self, since: datetime, rule: str | None = None, limit: int = 100
+    ) -> list[StoredMatch]:
+        """Matches detected since a time, newest first, with their deliveries' states."""
+        sql = (
+            f"SELECT m.id AS match_id, m.rule, m.terms, m.detected_at, {_ITEM_COLUMNS_I},"
+            " (SELECT group_concat(d.notifier || ':' || d.status, ' ') FROM deliveries d"
+            "  WHERE d.match_id = m.id) AS deliveries"
+            " FROM matches m JOIN items i ON i.id = m.item_id WHERE m.detected_at >= ?"
+        )
+        params: list[str | int] = [timestamp(since)]
+        if rule:
+            sql += " AND m.rule = ?"
+            params.append(rule)
+        sql += " ORDER BY m.id DESC LIMIT ?"
+        params.append(limit)
+        return [
+            StoredMatch(
+                rule=row["rule"],
+                terms=tuple(json.loads(row["terms"] or "[]")),
+                detected_at=from_timestamp(row["detected_at"]) or datetime.now(UTC),
+                item=_stored_item(row),
+                deliveries=tuple((row["deliveries"] or "").split()),
+            )
+            for row in self._db().query(sql, params)
+        ]
+
     # deliveries
 
     def due_deliveries(
@@ -394,8 +464,8 @@ class Store:
         return {status: count for status, count in rows}
 
 
-def _delivery(row: dict) -> Delivery:
-    entry = Entry(
+def _entry(row: dict) -> Entry:
+    return Entry(
         key=row["key"],
         title=row["title"] or "",
         link=row["link"] or "",
@@ -405,6 +475,15 @@ def _delivery(row: dict) -> Delivery:
         tags=tuple(json.loads(row["tags"] or "[]")),
         published=from_timestamp(row["published"]),
     )
+
+
+def _stored_item(row: dict) -> StoredItem:
+    seen = from_timestamp(row["first_seen"]) or datetime.now(UTC)
+    return StoredItem(row["feed"], _entry(row), seen)
+
+
+def _delivery(row: dict) -> Delivery:
+    entry = _entry(row)
     alert = Alert(
         delivery_id=row["uid"],
         rule=row["rule"],

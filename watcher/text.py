@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from collections.abc import Callable, Collection
 
 _MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.S | re.I)
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
@@ -62,3 +63,18 @@ def plain(text: str, limit: int | None = None) -> str:
 def one_line(text: str) -> str:
     """Text safe for a header or a log line: control characters, CR and LF become spaces."""
     return _SPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
+
+
+def highlight(
+    text: str, words: Collection[str], mark: Callable[[str], str], escape: Callable[[str], str]
+) -> str:
+    """Text escaped for a channel, with the words that made the match marked."""
+    if not words:
+        return escape(text)
+    parts, last = [], 0
+    for found in _WORD.finditer(text):
+        if fold(found.group()) in words:
+            parts += [escape(text[last : found.start()]), mark(escape(found.group()))]
+            last = found.end()
+    parts.append(escape(text[last:]))
+    return "".join(parts)

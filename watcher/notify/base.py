@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -14,10 +13,9 @@ import requests
 from watcher.errors import DeliveryError
 from watcher.http import describe
 from watcher.models import Alert
-from watcher.text import fold, one_line, plain
+from watcher.text import one_line, plain
 
 SUMMARY_LIMIT = 300
-_WORD = re.compile(r"[^\W_]+")
 RETRYABLE_STATUS = frozenset({408, 429})
 
 
@@ -63,21 +61,6 @@ def safe_link(link: str) -> str:
     """The link if it is http(s), else empty: ``javascript:`` or ``data:`` is never clickable."""
     parts = urlsplit(link.strip())
     return link.strip() if parts.scheme in ("http", "https") and parts.netloc else ""
-
-
-def highlight(
-    text: str, words: Collection[str], mark: Callable[[str], str], escape: Callable[[str], str]
-) -> str:
-    """Text escaped for a channel, with the words that made the match marked."""
-    if not words:
-        return escape(text)
-    parts, last = [], 0
-    for found in _WORD.finditer(text):
-        if fold(found.group()) in words:
-            parts += [escape(text[last : found.start()]), mark(escape(found.group()))]
-            last = found.end()
-    parts.append(escape(text[last:]))
-    return "".join(parts)
 
 
 def title_of(alert: Alert) -> str:

@@ -16,8 +16,8 @@ from email.utils import format_datetime, parseaddr
 
 from watcher.errors import DeliveryError
 from watcher.models import Alert
-from watcher.notify.base import Notifier, highlight, safe_link, summary_of, title_of
-from watcher.text import one_line
+from watcher.notify.base import Notifier, safe_link, summary_of, title_of
+from watcher.text import highlight, one_line
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import json
 from typing import Any
 
 from watcher.models import Alert
-from watcher.notify.base import Notifier, highlight, safe_link, summary_of, title_of
+from watcher.notify.base import Notifier, safe_link, summary_of, title_of
+from watcher.text import highlight
 
 
 def escape(text: str) -> str:
