@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -7,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import settings
 
 from tests.servers import FeedServer, Receiver, SmtpServer, free_port
 from watcher.config import Config, loads
@@ -94,3 +96,10 @@ def rss(*items: dict[str, str], title: str = "Test feed") -> bytes:
         {"".join(parts)}
         </channel></rss>"""
     ).encode()
+
+
+# Property tests: a fixed seed in CI, so that a run cannot fail by the draw of the day
+# (failures found locally are fixed and then kept as cases), and no deadline on a busy machine.
+settings.register_profile("ci", derandomize=True, deadline=None)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")

@@ -32,8 +32,13 @@ def strip_html(text: str) -> str:
 
 
 def fold(text: str) -> str:
-    """Case-folded, compatibility-decomposed text with accents removed."""
-    return _COMBINING.sub("", unicodedata.normalize("NFKD", text.casefold()))
+    """Case-folded, compatibility-decomposed text with accents removed.
+
+    Decomposed before folding too: some compatibility characters (``𝐀``) only decompose
+    into a letter that has a case.
+    """
+    decomposed = unicodedata.normalize("NFKD", text)
+    return _COMBINING.sub("", unicodedata.normalize("NFKD", decomposed.casefold()))
 
 
 def words(text: str) -> list[str]:
