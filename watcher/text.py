@@ -34,8 +34,8 @@ def strip_html(text: str) -> str:
 def fold(text: str) -> str:
     """Case-folded, compatibility-decomposed text with accents removed.
 
-    Decomposed before folding too: some compatibility characters (``𝐀``) only decompose
-    into a letter that has a case.
+    Decomposed before folding too: some compatibility characters (U+1D400, a mathematical
+    bold A) only decompose into a letter that has a case.
     """
     decomposed = unicodedata.normalize("NFKD", text)
     return _COMBINING.sub("", unicodedata.normalize("NFKD", decomposed.casefold()))
