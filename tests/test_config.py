@@ -166,9 +166,9 @@ notify:
 
 
 def test_yaml_syntax_error_names_the_line():
-    assert problems("feeds:\n  - url: [unclosed\n") == [
-        "watch.yaml:3: YAML syntax error: expected ',' or ']', but got '<stream end>'"
-    ]
+    (problem,) = problems("feeds:\n  - url: [unclosed\n")
+    assert problem.startswith("watch.yaml:3: YAML syntax error: ")
+    assert "',' or ']'" in problem
 
 
 def test_duplicate_keys_are_errors():

@@ -7,6 +7,7 @@ the YAML node tree, so an error points at the key the user wrote, not at a Pytho
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from collections.abc import Collection, Mapping
@@ -21,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     TypeAdapter,
     ValidationError,
@@ -29,7 +31,7 @@ from pydantic import (
 
 from watcher import __version__
 from watcher.errors import ConfigError, QueryError
-from watcher.query import combine, has_positive, parse, structured, term
+from watcher.query import Node, combine, has_positive, parse, structured, term
 from watcher.rules import Rule
 from watcher.yamlsource import Path_, Source
 
@@ -231,6 +233,8 @@ class Config(_Model):
     notify: dict[str, NotifierOptions] = {}
     source: str = Field("", exclude=True)
     """The file the config was read from."""
+    _queries: dict[str, Node] = PrivateAttr(default_factory=dict)
+    """Each rule's query tree, kept from validation so that no query is parsed twice."""
 
     def feed_interval(self, feed: FeedConfig) -> timedelta:
         return feed.interval or self.settings.interval
@@ -238,7 +242,9 @@ class Config(_Model):
     def compiled_rules(self) -> tuple[Rule, ...]:
         """The rules as matchable objects; the config was validated, so every query parses."""
         disabled = set(self.disabled_notifiers())
-        return tuple(_compile_rule(rule, disabled) for rule in self.rules)
+        return tuple(
+            _compile_rule(rule, disabled, self._queries.get(rule.name)) for rule in self.rules
+        )
 
     def disabled_notifiers(self) -> list[str]:
         return [name for name, options in self.notify.items() if not options.enabled]
@@ -262,7 +268,16 @@ class Config(_Model):
         return found
 
 
-def _compile_rule(rule: RuleConfig, disabled: Collection[str] = ()) -> Rule:
+def _compile_rule(
+    rule: RuleConfig, disabled: Collection[str] = (), node: Node | None = None
+) -> Rule:
+    if node is None:
+        node = _rule_query(rule)
+    notify = tuple(name for name in rule.notify if name not in disabled)
+    return Rule(rule.name, node, frozenset(rule.feeds) if rule.feeds else None, notify)
+
+
+def _rule_query(rule: RuleConfig) -> Node:
     node = combine(
         parse(rule.query) if rule.query is not None else None,
         structured(rule.any, rule.all, rule.none),
@@ -271,8 +286,7 @@ def _compile_rule(rule: RuleConfig, disabled: Collection[str] = ()) -> Rule:
         raise QueryError("a rule needs a query or any/all lists", 1)
     if not has_positive(node):
         raise QueryError("the rule has only exclusions; it needs a term that must be present", 1)
-    notify = tuple(name for name in rule.notify if name not in disabled)
-    return Rule(rule.name, node, frozenset(rule.feeds) if rule.feeds else None, notify)
+    return node
 
 
 def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> Path:
@@ -336,16 +350,19 @@ def _validate(data: dict[str, Any], source: Source) -> Config | None:
         name: _validated(source, _NOTIFIER_ADAPTER, options, ("notify", name))
         for name, options in raw_notify.items()
     }
-    for path, message in _cross_check(feeds, rules, set(raw_notify)):
+    queries: dict[str, Node] = {}
+    for path, message in _cross_check(feeds, rules, set(raw_notify), queries):
         source.problems.append(source.at(path, message))
     if source.problems or settings is None:
         return None
-    return Config(
+    config = Config(
         settings=settings,
         feeds=tuple(feed for feed in feeds if feed is not None),
         rules=tuple(rule for rule in rules if rule is not None),
         notify={name: options for name, options in notify.items() if options is not None},
     )
+    config._queries = queries
+    return config
 
 
 _TOP = ["settings", "feeds", "rules", "notify"]
@@ -368,9 +385,13 @@ def _default_feed_names(feeds: list[Any]) -> None:
 
 
 def _cross_check(
-    feeds: list[FeedConfig | None], rules: list[RuleConfig | None], notifiers: set[str]
+    feeds: list[FeedConfig | None],
+    rules: list[RuleConfig | None],
+    notifiers: set[str],
+    queries: dict[str, Node],
 ) -> list[tuple[Path_, str]]:
-    """Checks that span several keys: unique names, references, queries."""
+    """Checks that span several keys: unique names, references, queries. The query tree of
+    every valid rule is put in ``queries``."""
     problems: list[tuple[Path_, str]] = []
     feed_names: dict[str, int] = {}
     for index, feed in enumerate(feeds):
@@ -393,7 +414,10 @@ def _cross_check(
         if rule.name in rule_names:
             problems.append(((*where, "name"), f"duplicate rule name {rule.name!r}"))
         rule_names.add(rule.name)
-        problems.extend(_check_rule_query(rule, where))
+        node, rule_problems = _check_rule_query(rule, where)
+        problems.extend(rule_problems)
+        if node is not None:
+            queries[rule.name] = node
         for position, name in enumerate(rule.notify):
             if name not in notifiers:
                 known = ", ".join(sorted(notifiers)) or "none defined"
@@ -410,24 +434,27 @@ def _cross_check(
     return problems
 
 
-def _check_rule_query(rule: RuleConfig, where: Path_) -> list[tuple[Path_, str]]:
-    """The first problem of a rule's terms, at the key that holds it."""
+def _check_rule_query(
+    rule: RuleConfig, where: Path_
+) -> tuple[Node | None, list[tuple[Path_, str]]]:
+    """The rule's query tree, or the first problem of its terms at the key that holds it."""
     try:
-        if rule.query is not None:
-            parse(rule.query)
+        parsed = parse(rule.query) if rule.query is not None else None
     except QueryError as exc:
-        return [((*where, "query"), str(exc))]
+        return None, [((*where, "query"), str(exc))]
     for key in ("any", "all", "none"):
         for index, text in enumerate(getattr(rule, key)):
             try:
                 term(text)
             except QueryError as exc:
-                return [((*where, key, index), exc.message)]
-    try:
-        _compile_rule(rule)
-    except QueryError as exc:
-        return [(where, exc.message)]
-    return []
+                return None, [((*where, key, index), exc.message)]
+    node = combine(parsed, structured(rule.any, rule.all, rule.none))
+    if node is None:
+        return None, [(where, "a rule needs a query or any/all lists")]
+    if not has_positive(node):
+        message = "the rule has only exclusions; it needs a term that must be present"
+        return None, [(where, message)]
+    return node, []
 
 
 def _suggest(word: str, known: Mapping[str, object] | list[str]) -> str:
@@ -435,9 +462,14 @@ def _suggest(word: str, known: Mapping[str, object] | list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+@functools.cache
+def _adapter(model: type[BaseModel]) -> TypeAdapter[Any]:
+    return TypeAdapter(model)
+
+
 def _validated(source: Source, model: Any, value: Any, path: Path_) -> Any:
     """The validated object, or None after recording every error at its line."""
-    adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
+    adapter = model if isinstance(model, TypeAdapter) else _adapter(model)
     try:
         return adapter.validate_python(value)
     except ValidationError as exc:

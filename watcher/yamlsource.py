@@ -13,6 +13,10 @@ import yaml
 Path_ = tuple[str | int, ...]
 """Where a value sits: keys and list indexes from the top, e.g. ("rules", 1, "notify", 0)."""
 
+_STR = "tag:yaml.org,2002:str"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when PyYAML was built with it: ten times faster on a config of thousands
+of rules, and its nodes carry the same line marks."""
 _ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -41,7 +45,7 @@ class Source:
 
     def read(self, text: str) -> Any:
         try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            node = yaml.compose(text, Loader=_LOADER)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = f":{mark.line + 1}" if mark is not None else ""
@@ -68,6 +72,8 @@ class Source:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self._build(item, (*path, i)) for i, item in enumerate(node.value)]
+        if node.tag == _STR:
+            return self._interpolate(node.value, path)
         value = self._constructor.construct_object(node)
         if isinstance(value, str):
             value = self._interpolate(value, path)
