@@ -102,17 +102,12 @@ def once(config_file: str | None, dry_run: bool) -> None:
                 err=True,
             )
         for item in outcome.new_items:
+            if not item.matches:
+                continue
+            title, link = one_line(item.entry.title)[:70], safe_link(item.entry.link)
             for match in item.matches:
                 for notifier in match.notify or ("-",):
-                    rows.append(
-                        (
-                            match.rule,
-                            notifier,
-                            outcome.feed,
-                            one_line(item.entry.title)[:70],
-                            safe_link(item.entry.link),
-                        )
-                    )
+                    rows.append((match.rule, notifier, outcome.feed, title, link))
     if dry_run:
         if rows:
             click.echo(table(("RULE", "NOTIFIER", "FEED", "TITLE", "LINK"), rows))
@@ -354,12 +349,8 @@ def _item_json(item: StoredItem, terms: Sequence[str]) -> dict[str, Any]:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Rows aligned under their headers."""
-    widths = [
-        max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)
-    ]
-    lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [headers, *rows]
-    ]
-    return "\n".join(lines)
+    """Rows of text aligned under their headers (the last column is not padded)."""
+    every = [headers, *rows]
+    widths = [max(map(len, column)) for column in zip(*every, strict=True)][:-1]
+    line = "  ".join(f"{{:<{width}}}" for width in widths) + "  {}"
+    return "\n".join(line.format(*row).rstrip() for row in every)

@@ -333,7 +333,7 @@ class Matcher:
         self._automaton = _automaton(keys)
         self._regex_rules = list(regexes.values())
         self._regex_set = _regex_set(list(regexes)) if regexes else None
-        self._evaluators = [compile_query(rule.query) for rule in self.rules]
+        self._evaluators: list[Evaluator | None] = [None] * len(self.rules)
 
     def candidates(self, document: Document) -> list[int]:
         """Indexes of the rules that may match, in rule order."""
@@ -356,7 +356,10 @@ class Matcher:
             rule = self.rules[index]
             if rule.feeds is not None and not rule.applies_to(feed_name, tags):
                 continue
-            hits = self._evaluators[index](document)
+            evaluator = self._evaluators[index]
+            if evaluator is None:  # compiled on first use: most rules of a large set rarely are
+                evaluator = self._evaluators[index] = compile_query(rule.query)
+            hits = evaluator(document)
             if hits is not None:
                 terms = tuple(dict.fromkeys([hit.term for hit in hits]))
                 matches.append(Match(rule.name, terms, rule.notify, tuple(hits[:MAX_HITS])))
