@@ -9,6 +9,7 @@ expression alone, say) are evaluated on every entry.
 
 from __future__ import annotations
 
+import bisect
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -79,9 +80,22 @@ class Document:
         self._plain = {name: strip_html(text) for name, text in fields.items() if text}
         self.tokens = {name: words(text) for name, text in self._plain.items()}
 
+    @cached_property
     def joined(self) -> str:
-        """Every word of every field, each between spaces: what the anchor automaton reads."""
+        """Every word of every field, each between spaces, fields one after the other: what
+        the anchor automaton reads. A field ends and the next starts with a space, so no
+        phrase can be found across two fields."""
         return "".join(self._joined.values())
+
+    @cached_property
+    def field_starts(self) -> tuple[list[int], list[str]]:
+        """Where each field's words begin in ``joined``, and the fields' names."""
+        starts, names, offset = [], [], 0
+        for name, text in self._joined.items():
+            starts.append(offset)
+            names.append(name)
+            offset += len(text)
+        return starts, names
 
     @cached_property
     def _joined(self) -> dict[str, str]:
@@ -276,20 +290,20 @@ def _spans(node: Node, document: Document) -> list[_Span]:
 
 
 Anchors = frozenset[tuple[str, str]]
-"""("word", w): the rule needs the word w; ("prefix", p): a word starting with p;
-("regex", r): text that the regular expression r finds."""
+"""("term", " a b "): the words a b, adjacent; ("term", " a b"): a then a word starting with
+b; ("regex", r): text that the regular expression r finds."""
+
+
+def _key(term: Term) -> str:
+    """The term as the automaton finds it in a document's ``joined`` words."""
+    return " " + " ".join(term.words) + ("" if term.prefix else " ")
 
 
 def _anchors(node: Node) -> Anchors | None:
     """What the entry must hold at least one of for the node to match; None when the node can
     match without anything indexable (a NOT)."""
     if isinstance(node, Term):
-        *exact, last = node.words
-        if not node.prefix:
-            exact.append(last)
-        if exact:
-            return frozenset({("word", max(exact, key=len))})
-        return frozenset({("prefix", last)})
+        return frozenset({("term", _key(node))})
     if isinstance(node, Regex):
         return frozenset({("regex", node.pattern)})
     if isinstance(node, Not):
@@ -307,11 +321,13 @@ def _anchors(node: Node) -> Anchors | None:
 
 
 class Matcher:
-    """Every rule of a config, compiled once into an index of the words rules need.
+    """Every rule of a config, compiled once into an index of the terms rules need.
 
-    The words (and prefixes) are keys of one Aho-Corasick automaton, which reads an entry's
-    words in one pass in C and names the rules that may match. Regular expressions all run as
-    one RE2 set, one pass over each field. Only the rules so named are evaluated.
+    The terms (words, phrases, prefixes) are the keys of one Aho-Corasick automaton, which
+    reads an entry's words in one pass in C and names the rules that may match. A rule that
+    is a single term needs nothing more: where the automaton found it is its match. Regular
+    expressions all run as one RE2 set over all fields. Only the other rules named are
+    evaluated, each compiled on first use.
     """
 
     def __init__(self, rules: Iterable[Rule]) -> None:
@@ -319,6 +335,7 @@ class Matcher:
         self._always: list[int] = []
         keys: dict[str, list[int]] = {}
         regexes: dict[str, list[int]] = {}
+        self._single: dict[int, tuple[int, Term]] = {}
         for index, rule in enumerate(self.rules):
             anchors = _anchors(rule.query)
             if anchors is None:
@@ -328,22 +345,33 @@ class Matcher:
                 if kind == "regex":
                     regexes.setdefault(key, []).append(index)
                 else:
-                    text = f" {key} " if kind == "word" else f" {key}"
-                    keys.setdefault(text, []).append(index)
-        self._automaton = _automaton(keys)
+                    keys.setdefault(key, []).append(index)
+        self._key_rules = list(keys.values())
+        key_ids = {key: number for number, key in enumerate(keys)}
+        for index, rule in enumerate(self.rules):
+            if isinstance(rule.query, Term):
+                self._single[index] = (key_ids[_key(rule.query)], rule.query)
+        self._automaton = _automaton(list(keys))
         self._regex_rules = list(regexes.values())
         self._regex_set = _regex_set(list(regexes)) if regexes else None
         self._evaluators: list[Evaluator | None] = [None] * len(self.rules)
 
     def candidates(self, document: Document) -> list[int]:
         """Indexes of the rules that may match, in rule order."""
+        return sorted(self._scan(document)[0])
+
+    def _scan(self, document: Document) -> tuple[set[int], dict[int, list[int]]]:
+        """The candidate rules, and where (offsets in ``joined``) each key was found."""
         found = set(self._always)
+        places: dict[int, list[int]] = {}
         if self._automaton is not None:
-            found.update(*[indexes for _, indexes in self._automaton.iter(document.joined())])
+            for end, key in self._automaton.iter(document.joined):
+                places.setdefault(key, []).append(end)
+            found.update(*[self._key_rules[key] for key in places])
         if self._regex_set is not None:
             for pattern in self._regex_set.Match(document.plain_text()) or ():
                 found.update(self._regex_rules[pattern])
-        return sorted(found)
+        return found, places
 
     def match(
         self, fields: Mapping[str, str], feed_name: str, feed_tags: Iterable[str] = ()
@@ -351,27 +379,54 @@ class Matcher:
         """The rules matching an entry, given its fields (HTML allowed) and its feed."""
         document = Document({**fields, "feed": feed_name})
         tags = tuple(feed_tags)
+        candidates, places = self._scan(document)
         matches = []
-        for index in self.candidates(document):
+        for index in sorted(candidates):
             rule = self.rules[index]
             if rule.feeds is not None and not rule.applies_to(feed_name, tags):
                 continue
-            evaluator = self._evaluators[index]
-            if evaluator is None:  # compiled on first use: most rules of a large set rarely are
-                evaluator = self._evaluators[index] = compile_query(rule.query)
-            hits = evaluator(document)
+            single = self._single.get(index)
+            if single is not None:
+                hits = _found_hits(single[1], places[single[0]], document) or None
+            else:
+                hits = self._evaluate(index, document)
             if hits is not None:
                 terms = tuple(dict.fromkeys([hit.term for hit in hits]))
                 matches.append(Match(rule.name, terms, rule.notify, tuple(hits[:MAX_HITS])))
         return matches
 
+    def _evaluate(self, index: int, document: Document) -> list[Hit] | None:
+        evaluator = self._evaluators[index]
+        if evaluator is None:  # compiled on first use: most rules of a large set rarely are
+            evaluator = self._evaluators[index] = compile_query(self.rules[index].query)
+        return evaluator(document)
 
-def _automaton(keys: dict[str, list[int]]) -> Any:
+
+def _found_hits(term: Term, ends: list[int], document: Document) -> list[Hit]:
+    """The hits of a term from where the automaton found it: one per field it is in."""
+    starts, names = document.field_starts
+    wanted = DEFAULT_FIELDS if term.field is None else (term.field,)
+    if not term.prefix:
+        fields = dict.fromkeys(names[bisect.bisect_right(starts, end) - 1] for end in ends)
+        return [Hit(term.text, field, term.words) for field in fields if field in wanted]
+    joined = document.joined
+    by_field: dict[str, dict[str, None]] = {}
+    for end in ends:
+        field = names[bisect.bisect_right(starts, end) - 1]
+        if field in wanted:
+            last = joined[joined.rindex(" ", 0, end) + 1 : joined.index(" ", end)]
+            by_field.setdefault(field, {})[last] = None
+    stems = term.words[:-1]
+    return [Hit(term.text, field, (*stems, *lasts)) for field, lasts in by_field.items()]
+
+
+def _automaton(keys: list[str]) -> Any:
+    """An automaton finding every key; its value for a key is the key's number."""
     if not keys:
         return None
     automaton = ahocorasick.Automaton()
-    for key, indexes in keys.items():
-        automaton.add_word(key, indexes)
+    for number, key in enumerate(keys):
+        automaton.add_word(key, number)
     automaton.make_automaton()
     return automaton
 
