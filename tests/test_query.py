@@ -171,3 +171,10 @@ def trees() -> st.SearchStrategy[Node]:
 @given(trees())
 def test_a_printed_query_parses_to_the_same_tree(tree):
     assert parse(to_query(tree)) == tree
+
+
+def test_fields_without_words_do_not_shift_the_others():
+    (match,) = Matcher([Rule("r", parse("summary:Peskov"))]).match(
+        {"title": "!!!", "author": "—", "summary": "Peskov"}, "f"
+    )
+    assert [(hit.field, hit.words) for hit in match.hits] == [("summary", ("peskov",))]

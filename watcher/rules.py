@@ -1,10 +1,10 @@
 """Rules compiled into one matcher, and matching of entries against them.
 
-An entry is normalised and tokenised once (``Document``). The matcher keeps an inverted
-index from words (and the first letters of prefixes) to the rules that need them, so that
-only rules some of whose words occur in the entry are evaluated: the cost grows with the
-words an entry holds, not with the number of rules. Rules that cannot be indexed (a regular
-expression alone, say) are evaluated on every entry.
+An entry is normalised and tokenised once (``Document``). Every term of every rule (word,
+phrase or prefix) is a key of one Aho-Corasick automaton, which reads the entry's words in
+one pass, in C, and tells which terms occur and where. The rules that need one of the terms
+found are the candidates; evaluating a candidate is then looking its terms up in what was
+found. The cost grows with the words an entry holds, not with the number of rules.
 """
 
 from __future__ import annotations
@@ -74,42 +74,34 @@ class _Span:
 
 
 class Document:
-    """An entry's fields (HTML allowed) as normalised words, with lazy indexes on them."""
+    """An entry's fields (HTML allowed) as plain text and normalised words."""
 
     def __init__(self, fields: Mapping[str, str]) -> None:
         self._plain = {name: strip_html(text) for name, text in fields.items() if text}
         self.tokens = {name: words(text) for name, text in self._plain.items()}
+        self.found: dict[int, list[int]] = {}
+        """Set by the matcher: where (offsets in ``joined``) each term key was found."""
 
     @cached_property
+    def _layout(self) -> tuple[str, list[int], list[str]]:
+        parts = [" " + " ".join(tokens) + " " for tokens in self.tokens.values()]
+        starts, offset = [], 0
+        for part in parts:
+            starts.append(offset)
+            offset += len(part)
+        return "".join(parts), starts, list(self.tokens)
+
+    @property
     def joined(self) -> str:
-        """Every word of every field, each between spaces, fields one after the other: what
-        the anchor automaton reads. A field ends and the next starts with a space, so no
-        phrase can be found across two fields."""
-        return "".join(self._joined.values())
+        """Every field's words between spaces, the fields one after the other: what the
+        automaton reads. A field ends and the next starts with a space, so no phrase can be
+        found across two fields."""
+        return self._layout[0]
 
-    @cached_property
+    @property
     def field_starts(self) -> tuple[list[int], list[str]]:
         """Where each field's words begin in ``joined``, and the fields' names."""
-        starts, names, offset = [], [], 0
-        for name, text in self._joined.items():
-            starts.append(offset)
-            names.append(name)
-            offset += len(text)
-        return starts, names
-
-    @cached_property
-    def _joined(self) -> dict[str, str]:
-        """Each field's words between spaces: membership is then a substring search in C,
-        cheaper than building a set for the few lookups an entry usually gets."""
-        return {name: " " + " ".join(tokens) + " " for name, tokens in self.tokens.items()}
-
-    @cached_property
-    def default_joined(self) -> list[tuple[str, str]]:
-        """(field, words between spaces) for the default fields present."""
-        return [(name, self._joined[name]) for name in DEFAULT_FIELDS if name in self._joined]
-
-    def joined_field(self, field: str) -> str:
-        return self._joined.get(field, "")
+        return self._layout[1], self._layout[2]
 
     def positions(self, field: str, word: str) -> list[int]:
         tokens = self.tokens.get(field, [])
@@ -137,24 +129,19 @@ Evaluator = Callable[[Document], list[Hit] | None]
 by a NOT alone), None when it does not."""
 
 
-def evaluate(node: Node, document: Document) -> tuple[bool, list[Hit]]:
-    """Whether the tree matches the document, and the hits of its positive terms."""
-    hits = compile_query(node)(document)
-    return hits is not None, hits or []
-
-
-def compile_query(node: Node) -> Evaluator:
-    """The tree as nested closures: matching then costs no dispatch on node types."""
+def compile_query(node: Node, keys: Mapping[str, int]) -> Evaluator:
+    """The tree as nested closures over the automaton's findings (``keys`` numbers each
+    term's key): matching then costs no dispatch on node types and no text search."""
     if isinstance(node, Term):
-        return _compile_term(node)
+        return functools.partial(_term_hits, node, keys[term_key(node)])
     if isinstance(node, Regex):
         return functools.partial(_regex_hits, node)
     if isinstance(node, Near):
         return functools.partial(_near_hits, node)
     if isinstance(node, Not):
-        child = compile_query(node.child)
+        child = compile_query(node.child, keys)
         return lambda document: None if child(document) is not None else []
-    children = [compile_query(child) for child in node.children]
+    children = [compile_query(child, keys) for child in node.children]
     return functools.partial(_all_of if isinstance(node, And) else _any_of, children)
 
 
@@ -177,48 +164,31 @@ def _any_of(children: list[Evaluator], document: Document) -> list[Hit] | None:
     return hits
 
 
-def _compile_term(term: Term) -> Evaluator:
-    """A word, prefix or phrase is a substring search of `` word word `` (no closing space
-    for a prefix) in each field's words between spaces, in C."""
-    text, field, stems = term.text, term.field, term.words[:-1]
-    needle = " " + " ".join(term.words) + ("" if term.prefix else " ")
+def term_key(term: Term) -> str:
+    """The term as the automaton finds it in ``Document.joined``: `` a b `` for the words a
+    b adjacent, `` a b`` (no closing space) for a then a word starting with b."""
+    return " " + " ".join(term.words) + ("" if term.prefix else " ")
 
-    def fields(document: Document) -> list[tuple[str, str]]:
-        if field is None:
-            return document.default_joined
-        return [(field, document.joined_field(field))]
 
+def _term_hits(term: Term, key: int, document: Document) -> list[Hit] | None:
+    """The term's hits, one per field it was found in, from where the automaton found it."""
+    ends = document.found.get(key)
+    if not ends:
+        return None
+    starts, names = document.field_starts
+    wanted = DEFAULT_FIELDS if term.field is None else (term.field,)
     if not term.prefix:
-
-        def find_words(document: Document) -> list[Hit] | None:
-            found = [name for name, joined in fields(document) if needle in joined]
-            return [Hit(text, name, term.words) for name in found] or None
-
-        return find_words
-
-    stem_length = len(term.words[-1])
-
-    def find_prefixed(document: Document) -> list[Hit] | None:
-        hits = []
-        for name, joined in fields(document):
-            found = _completions(joined, needle, stem_length)
-            if found:
-                hits.append(Hit(text, name, (*stems, *found)))
-        return hits or None
-
-    return find_prefixed
-
-
-def _completions(joined: str, needle: str, stem_length: int) -> list[str]:
-    """The distinct words completing the prefix that ``needle`` ends with."""
-    found: dict[str, None] = {}
-    start = joined.find(needle)
-    while start >= 0:
-        after = start + len(needle)
-        end = joined.index(" ", after)
-        found[joined[after - stem_length : end]] = None
-        start = joined.find(needle, end)
-    return list(found)
+        fields = dict.fromkeys(names[bisect.bisect_right(starts, end) - 1] for end in ends)
+        return [Hit(term.text, field, term.words) for field in fields if field in wanted] or None
+    joined = document.joined
+    by_field: dict[str, dict[str, None]] = {}
+    for end in ends:
+        field = names[bisect.bisect_right(starts, end) - 1]
+        if field in wanted:
+            last = joined[joined.rindex(" ", 0, end) + 1 : joined.index(" ", end)]
+            by_field.setdefault(field, {})[last] = None
+    stems = term.words[:-1]
+    return [Hit(term.text, field, (*stems, *lasts)) for field, lasts in by_field.items()] or None
 
 
 def _near_hits(node: Near, document: Document) -> list[Hit] | None:
@@ -290,20 +260,14 @@ def _spans(node: Node, document: Document) -> list[_Span]:
 
 
 Anchors = frozenset[tuple[str, str]]
-"""("term", " a b "): the words a b, adjacent; ("term", " a b"): a then a word starting with
-b; ("regex", r): text that the regular expression r finds."""
-
-
-def _key(term: Term) -> str:
-    """The term as the automaton finds it in a document's ``joined`` words."""
-    return " " + " ".join(term.words) + ("" if term.prefix else " ")
+"""("term", key): the term with that key; ("regex", r): text the expression r finds."""
 
 
 def _anchors(node: Node) -> Anchors | None:
     """What the entry must hold at least one of for the node to match; None when the node can
     match without anything indexable (a NOT)."""
     if isinstance(node, Term):
-        return frozenset({("term", _key(node))})
+        return frozenset({("term", term_key(node))})
     if isinstance(node, Regex):
         return frozenset({("regex", node.pattern)})
     if isinstance(node, Not):
@@ -320,22 +284,34 @@ def _anchors(node: Node) -> Anchors | None:
     return min(required, key=lambda found: (len(found), -sum(len(key) for _, key in found)))
 
 
-class Matcher:
-    """Every rule of a config, compiled once into an index of the terms rules need.
+def _terms(node: Node) -> Iterable[Term]:
+    """Every term of a tree, under NOT too."""
+    if isinstance(node, Term):
+        yield node
+    elif isinstance(node, Not):
+        yield from _terms(node.child)
+    elif isinstance(node, Near):
+        yield from _terms(node.left)
+        yield from _terms(node.right)
+    elif isinstance(node, And | Or):
+        for child in node.children:
+            yield from _terms(child)
 
-    The terms (words, phrases, prefixes) are the keys of one Aho-Corasick automaton, which
-    reads an entry's words in one pass in C and names the rules that may match. A rule that
-    is a single term needs nothing more: where the automaton found it is its match. Regular
-    expressions all run as one RE2 set over all fields. Only the other rules named are
-    evaluated, each compiled on first use.
-    """
+
+class Matcher:
+    """Every rule of a config, compiled once: one automaton for all their terms, one RE2 set
+    for all their regular expressions, and each rule's evaluator (built on first use: most
+    rules of a large set are rarely candidates)."""
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = tuple(rules)
+        self._keys: dict[str, int] = {}
+        for rule in self.rules:
+            for term in _terms(rule.query):
+                self._keys.setdefault(term_key(term), len(self._keys))
+        self._key_rules: list[list[int]] = [[] for _ in self._keys]
         self._always: list[int] = []
-        keys: dict[str, list[int]] = {}
         regexes: dict[str, list[int]] = {}
-        self._single: dict[int, tuple[int, Term]] = {}
         for index, rule in enumerate(self.rules):
             anchors = _anchors(rule.query)
             if anchors is None:
@@ -345,33 +321,24 @@ class Matcher:
                 if kind == "regex":
                     regexes.setdefault(key, []).append(index)
                 else:
-                    keys.setdefault(key, []).append(index)
-        self._key_rules = list(keys.values())
-        key_ids = {key: number for number, key in enumerate(keys)}
-        for index, rule in enumerate(self.rules):
-            if isinstance(rule.query, Term):
-                self._single[index] = (key_ids[_key(rule.query)], rule.query)
-        self._automaton = _automaton(list(keys))
+                    self._key_rules[self._keys[key]].append(index)
+        self._automaton = _automaton(list(self._keys))
         self._regex_rules = list(regexes.values())
         self._regex_set = _regex_set(list(regexes)) if regexes else None
         self._evaluators: list[Evaluator | None] = [None] * len(self.rules)
 
     def candidates(self, document: Document) -> list[int]:
-        """Indexes of the rules that may match, in rule order."""
-        return sorted(self._scan(document)[0])
-
-    def _scan(self, document: Document) -> tuple[set[int], dict[int, list[int]]]:
-        """The candidate rules, and where (offsets in ``joined``) each key was found."""
+        """Indexes of the rules that may match, in rule order; records what was found."""
         found = set(self._always)
-        places: dict[int, list[int]] = {}
         if self._automaton is not None:
+            places = document.found
             for end, key in self._automaton.iter(document.joined):
                 places.setdefault(key, []).append(end)
             found.update(*[self._key_rules[key] for key in places])
         if self._regex_set is not None:
             for pattern in self._regex_set.Match(document.plain_text()) or ():
                 found.update(self._regex_rules[pattern])
-        return found, places
+        return sorted(found)
 
     def match(
         self, fields: Mapping[str, str], feed_name: str, feed_tags: Iterable[str] = ()
@@ -379,45 +346,19 @@ class Matcher:
         """The rules matching an entry, given its fields (HTML allowed) and its feed."""
         document = Document({**fields, "feed": feed_name})
         tags = tuple(feed_tags)
-        candidates, places = self._scan(document)
         matches = []
-        for index in sorted(candidates):
+        for index in self.candidates(document):
             rule = self.rules[index]
             if rule.feeds is not None and not rule.applies_to(feed_name, tags):
                 continue
-            single = self._single.get(index)
-            if single is not None:
-                hits = _found_hits(single[1], places[single[0]], document) or None
-            else:
-                hits = self._evaluate(index, document)
+            evaluator = self._evaluators[index]
+            if evaluator is None:
+                evaluator = self._evaluators[index] = compile_query(rule.query, self._keys)
+            hits = evaluator(document)
             if hits is not None:
                 terms = tuple(dict.fromkeys([hit.term for hit in hits]))
                 matches.append(Match(rule.name, terms, rule.notify, tuple(hits[:MAX_HITS])))
         return matches
-
-    def _evaluate(self, index: int, document: Document) -> list[Hit] | None:
-        evaluator = self._evaluators[index]
-        if evaluator is None:  # compiled on first use: most rules of a large set rarely are
-            evaluator = self._evaluators[index] = compile_query(self.rules[index].query)
-        return evaluator(document)
-
-
-def _found_hits(term: Term, ends: list[int], document: Document) -> list[Hit]:
-    """The hits of a term from where the automaton found it: one per field it is in."""
-    starts, names = document.field_starts
-    wanted = DEFAULT_FIELDS if term.field is None else (term.field,)
-    if not term.prefix:
-        fields = dict.fromkeys(names[bisect.bisect_right(starts, end) - 1] for end in ends)
-        return [Hit(term.text, field, term.words) for field in fields if field in wanted]
-    joined = document.joined
-    by_field: dict[str, dict[str, None]] = {}
-    for end in ends:
-        field = names[bisect.bisect_right(starts, end) - 1]
-        if field in wanted:
-            last = joined[joined.rindex(" ", 0, end) + 1 : joined.index(" ", end)]
-            by_field.setdefault(field, {})[last] = None
-    stems = term.words[:-1]
-    return [Hit(term.text, field, (*stems, *lasts)) for field, lasts in by_field.items()]
 
 
 def _automaton(keys: list[str]) -> Any:
