@@ -284,18 +284,18 @@ def _anchors(node: Node) -> Anchors | None:
     return min(required, key=lambda found: (len(found), -sum(len(key) for _, key in found)))
 
 
-def _terms(node: Node) -> Iterable[Term]:
-    """Every term of a tree, under NOT too."""
-    if isinstance(node, Term):
+def _leaves(node: Node) -> Iterable[Term | Regex]:
+    """Every term and regular expression of a tree, under NOT too."""
+    if isinstance(node, Term | Regex):
         yield node
     elif isinstance(node, Not):
-        yield from _terms(node.child)
+        yield from _leaves(node.child)
     elif isinstance(node, Near):
-        yield from _terms(node.left)
-        yield from _terms(node.right)
-    elif isinstance(node, And | Or):
+        yield from _leaves(node.left)
+        yield from _leaves(node.right)
+    else:
         for child in node.children:
-            yield from _terms(child)
+            yield from _leaves(child)
 
 
 class Matcher:
@@ -307,8 +307,9 @@ class Matcher:
         self.rules = tuple(rules)
         self._keys: dict[str, int] = {}
         for rule in self.rules:
-            for term in _terms(rule.query):
-                self._keys.setdefault(term_key(term), len(self._keys))
+            for leaf in _leaves(rule.query):
+                if isinstance(leaf, Term):
+                    self._keys.setdefault(term_key(leaf), len(self._keys))
         self._key_rules: list[list[int]] = [[] for _ in self._keys]
         self._always: list[int] = []
         regexes: dict[str, list[int]] = {}
@@ -322,6 +323,9 @@ class Matcher:
                     regexes.setdefault(key, []).append(index)
                 else:
                     self._key_rules[self._keys[key]].append(index)
+        scoped = {node.field for rule in self.rules for node in _leaves(rule.query) if node.field}
+        self._fields = (*DEFAULT_FIELDS, *sorted(scoped - set(DEFAULT_FIELDS)))
+        """The fields some rule reads: the link and the feed's name are only read on demand."""
         self._automaton = _automaton(list(self._keys))
         self._regex_rules = list(regexes.values())
         self._regex_set = _regex_set(list(regexes)) if regexes else None
@@ -344,7 +348,8 @@ class Matcher:
         self, fields: Mapping[str, str], feed_name: str, feed_tags: Iterable[str] = ()
     ) -> list[Match]:
         """The rules matching an entry, given its fields (HTML allowed) and its feed."""
-        document = Document({**fields, "feed": feed_name})
+        available = {**fields, "feed": feed_name}
+        document = Document({name: available.get(name, "") for name in self._fields})
         tags = tuple(feed_tags)
         matches = []
         for index in self.candidates(document):
