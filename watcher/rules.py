@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, NamedTuple
 
-import ahocorasick
+import ahocorasick_rs
 import re2
 
 from watcher.query import DEFAULT_FIELDS, REGEX_OPTIONS, And, Near, Node, Not, Or, Regex, Term
@@ -336,8 +336,9 @@ class Matcher:
         found = set(self._always)
         if self._automaton is not None:
             places = document.found
-            for end, key in self._automaton.iter(document.joined):
-                places.setdefault(key, []).append(end)
+            matches = self._automaton.find_matches_as_indexes(document.joined, overlapping=True)
+            for key, _, end in matches:
+                places.setdefault(key, []).append(end - 1)
             found.update(*[self._key_rules[key] for key in places])
         if self._regex_set is not None:
             for pattern in self._regex_set.Match(document.plain_text()) or ():
@@ -367,14 +368,8 @@ class Matcher:
 
 
 def _automaton(keys: list[str]) -> Any:
-    """An automaton finding every key; its value for a key is the key's number."""
-    if not keys:
-        return None
-    automaton = ahocorasick.Automaton()
-    for number, key in enumerate(keys):
-        automaton.add_word(key, number)
-    automaton.make_automaton()
-    return automaton
+    """An automaton finding every key (overlapping ones too), named by its number."""
+    return ahocorasick_rs.AhoCorasick(keys) if keys else None
 
 
 def _regex_set(patterns: list[str]) -> Any:
