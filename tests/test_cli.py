@@ -154,7 +154,7 @@ def test_test_rule_backtests_stored_items(runner, polled):
     assert result.exit_code == 0, result.output
     header, row = result.stdout.splitlines()
     assert header.split() == ["SEEN", "FEED", "MATCHED", "TITLE"]
-    assert row.split()[2:] == ["world", "award*", "Award", "season"]
+    assert row.split()[2:] == ["world", "award*", "[Award]", "season"]
     by_rule = runner.invoke(main, ["test-rule", "--rule", "talks", "--json", "-c", str(polled)])
     assert by_rule.exit_code == 0
     assert [r["title"] for r in json.loads(by_rule.stdout)] == ["Istanbul talks resume"]

@@ -328,7 +328,8 @@ def _when(moment: datetime) -> str:
 
 
 def _bold(word: str) -> str:
-    return click.style(word, bold=True) if sys.stdout.isatty() else word
+    """A matched word: in bold on a terminal, in brackets in a pipe or a file."""
+    return click.style(word, bold=True) if sys.stdout.isatty() else f"[{word}]"
 
 
 def _json(value: Any) -> str:
