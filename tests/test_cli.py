@@ -122,7 +122,7 @@ def test_test_rule_on_text_is_grep_like(runner):
     assert hit.exit_code == 0, hit.output
     assert hit.stdout.splitlines() == [
         "matched: Istanbul talks, Peskov",
-        "New Istanbul talks, Peskóv says",
+        "New [Istanbul] [talks], [Peskóv] says",
     ]
     miss = runner.invoke(main, ["test-rule", "Peskov", "--text", "Peskovich"])
     assert (miss.exit_code, miss.stdout) == (1, "no match\n")
