@@ -212,10 +212,10 @@ def test_missing_file_is_a_config_error(tmp_path):
 
 
 def test_warnings_for_disabled_notifiers_and_unapplied_options():
-    text = VALID.replace("url: https://hooks.example.org/x", "url: ''\n    rate: 1/s")
+    text = VALID.replace("url: https://hooks.example.org/x", "url: ''\n    digest: 1h")
     assert loads(text, "watch.yaml", env={}).warnings() == [
         "notifiers disabled (empty url or host): hook; their rules only log matches",
-        "notify.hook: rate not applied yet in this version; alerts are sent one by one as they come",
+        "notify.hook: digest not applied yet in this version; alerts are sent one by one as they come",
     ]
 
 

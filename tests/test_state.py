@@ -31,7 +31,7 @@ def test_schema_is_migrated_and_recorded(db):
     names = [
         row[0] for row in connection.execute("SELECT name FROM _sqlite_migrations ORDER BY id")
     ]
-    assert names == ["create_core_tables", "add_match_hits"]
+    assert names == ["create_core_tables", "add_match_hits", "add_leases_and_canonical_links"]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
     Store(db.path).close()  # reopening applies nothing twice

@@ -18,7 +18,7 @@ import click
 from watcher import __version__, logs
 from watcher.config import Config, config_path, load, parse_duration
 from watcher.errors import ConfigError, QueryError, WatcherError
-from watcher.notify.base import safe_link
+from watcher.links import safe_link
 from watcher.query import DEFAULT_FIELDS, parse
 from watcher.rules import Matcher, Rule
 from watcher.state import Store, StoredItem

@@ -261,11 +261,10 @@ class Config(_Model):
                 "their rules only log matches"
             )
         for name, options in self.notify.items():
-            unsupported = [key for key in ("rate", "digest") if getattr(options, key)]
-            if unsupported:
+            if options.digest:
                 found.append(
-                    f"notify.{name}: {' and '.join(unsupported)} not applied yet in this "
-                    "version; alerts are sent one by one as they come"
+                    f"notify.{name}: digest not applied yet in this version; alerts are sent "
+                    "one by one as they come"
                 )
         return found
 

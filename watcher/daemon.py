@@ -22,7 +22,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from watcher.config import Config, FeedConfig
-from watcher.deliver import DeliveryReport, deliver_due
+from watcher.deliver import DeliveryReport, RateLimiter, deliver_due
 from watcher.http import new_session
 from watcher.notify import build_notifiers
 from watcher.poll import Poller, PollOutcome
@@ -52,12 +52,25 @@ class Pipeline:
         self.session = new_session(settings.user_agent, pool_size=settings.concurrency)
         self.poller = Poller(self.store, self.session, Matcher(config.compiled_rules()), settings)
         self.notifiers = build_notifiers(config, self.session)
+        self.limiters = {
+            name: RateLimiter(notifier.rate)
+            for name, notifier in self.notifiers.items()
+            if notifier.rate is not None
+        }
+        self.stopping = threading.Event()
         # The config and the compiled rules live as long as the process and hold no cycles
         # to collect: keep the collector from walking them at every collection.
         gc.freeze()
 
     def deliver(self) -> DeliveryReport:
-        return deliver_due(self.store, self.notifiers, self.config.settings.retry, now())
+        return deliver_due(
+            self.store,
+            self.notifiers,
+            self.config.settings.retry,
+            now(),
+            limiters=self.limiters,
+            stop=self.stopping,
+        )
 
     def close(self) -> None:
         self.session.close()
@@ -114,7 +127,7 @@ class Daemon:
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
-        self.stopping = threading.Event()
+        self.stopping = self.pipeline.stopping
         self._delivering = threading.Lock()
         self._deliver_again = threading.Event()
 

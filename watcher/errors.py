@@ -35,11 +35,20 @@ class FetchError(WatcherError):
 
 
 class DeliveryError(WatcherError):
-    """A notifier could not deliver; ``retryable`` says whether trying again may help."""
+    """A notifier could not deliver; ``retryable`` says whether trying again may help, and
+    ``retry_after`` how long the receiver asked us to wait (seconds), if it did."""
 
-    def __init__(self, notifier: str, message: str, *, retryable: bool = True) -> None:
+    def __init__(
+        self,
+        notifier: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after: float | None = None,
+    ) -> None:
         self.notifier = notifier
         self.retryable = retryable
+        self.retry_after = retry_after
         self.reason = message
         super().__init__(f"notifier {notifier}: {message}")
 

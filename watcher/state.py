@@ -17,13 +17,14 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
 from sqlite_utils import Database, Migrations
 
 from watcher.errors import QueryError, StateError
+from watcher.links import canonical_link
 from watcher.models import Alert, Entry
 from watcher.rules import Match
 
@@ -106,6 +107,17 @@ def create_core_tables(db: Database) -> None:
 def add_match_hits(db: Database) -> None:
     """Where each term matched (field and words), for highlighting and ``watcher matches``."""
     db.table("matches").add_column("hits", str)
+
+
+@migrations()
+def add_leases_and_canonical_links(db: Database) -> None:
+    """A delivery being sent is leased, so no two passes send it at once and a pass that
+    died mid-send gives it back when the lease ends. Items keep their canonical link, so a
+    story reaching a rule through two feeds is alerted once; the match records the others."""
+    db.table("deliveries").add_column("lease_until", str)
+    db.table("items").add_column("canonical", str)
+    db.table("items").create_index(["canonical"])
+    db.table("matches").add_column("also_in", str)
 
 
 def timestamp(moment: datetime) -> str:
@@ -301,10 +313,13 @@ class Store:
         with self._write() as db:
             self._ensure_feed(db, feed, url, now)
             for item in new_items:
-                item_id = self._insert_item(db, feed, item.entry, stamp)
+                canonical = canonical_link(item.entry.link)
+                item_id = self._insert_item(db, feed, item.entry, canonical, stamp)
                 if item_id is None:
                     continue
                 for match in item.matches:
+                    if canonical and self._seen_elsewhere(db, match.rule, canonical, feed):
+                        continue
                     created += self._insert_match(db, item_id, match, stamp)
             for start in range(0, len(present), _CHUNK):
                 chunk = present[start : start + _CHUNK]
@@ -320,17 +335,40 @@ class Store:
             self._mark_success(db, feed, now)
         return created
 
-    def _insert_item(self, db: Database, feed: str, entry: Entry, stamp: str) -> int | None:
+    def _seen_elsewhere(self, db: Database, rule: str, canonical: str, feed: str) -> bool:
+        """Whether the rule already matched this story, linked from another item; if so the
+        feed is added to that match's ``also_in`` and no second alert is made."""
+        row = db.execute(
+            "SELECT m.id, m.also_in, i.feed FROM matches m JOIN items i ON i.id = m.item_id"
+            " WHERE i.canonical = ? AND m.rule = ? ORDER BY m.id LIMIT 1",
+            [canonical, rule],
+        ).fetchone()
+        if row is None:
+            return False
+        match_id, also_in, first_feed = row
+        feeds = json.loads(also_in or "[]")
+        if feed != first_feed and feed not in feeds:
+            feeds.append(feed)
+            db.execute(
+                "UPDATE matches SET also_in = ? WHERE id = ?",
+                [json.dumps(feeds, ensure_ascii=False), match_id],
+            )
+        return True
+
+    def _insert_item(
+        self, db: Database, feed: str, entry: Entry, canonical: str, stamp: str
+    ) -> int | None:
         published = timestamp(entry.published) if entry.published else None
         row = db.execute(
-            "INSERT INTO items (feed, key, title, link, summary, content, author, tags,"
-            " published, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO items (feed, key, title, link, canonical, summary, content, author,"
+            " tags, published, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (feed, key) DO NOTHING RETURNING id",
             [
                 feed,
                 entry.key,
                 entry.title,
                 entry.link,
+                canonical or None,
                 entry.summary,
                 entry.content,
                 entry.author,
@@ -434,17 +472,44 @@ class Store:
             " FROM deliveries d JOIN matches m ON m.id = d.match_id"
             " JOIN items i ON i.id = m.item_id JOIN feeds f ON f.name = i.feed"
             f" WHERE d.status = 'pending' AND d.next_attempt <= ? AND d.notifier IN ({marks})"
+            " AND (d.lease_until IS NULL OR d.lease_until <= ?)"
             " ORDER BY d.id LIMIT ?",
-            [timestamp(now), *names, limit],
+            [timestamp(now), *names, timestamp(now), limit],
         )
         return [_delivery(row) for row in rows]
 
-    def mark_sent(self, delivery_id: int, now: datetime) -> None:
+    def notifiers_due(self, now: datetime, notifiers: Iterable[str]) -> list[str]:
+        """The notifiers that have a delivery due."""
+        names = list(notifiers)
+        if not names:
+            return []
+        marks = ",".join("?" * len(names))
+        rows = self._db().execute(
+            "SELECT DISTINCT notifier FROM deliveries WHERE status = 'pending'"
+            f" AND next_attempt <= ? AND notifier IN ({marks})"
+            " AND (lease_until IS NULL OR lease_until <= ?)",
+            [timestamp(now), *names, timestamp(now)],
+        )
+        return sorted(row[0] for row in rows)
+
+    def claim(self, delivery_id: int, now: datetime, lease: timedelta) -> bool:
+        """Lease a pending delivery for sending; False when another pass holds it or it is
+        no longer pending. A lease that ran out (its holder died) is taken back."""
+        with self._write() as db:
+            row = db.execute(
+                "UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'pending'"
+                " AND (lease_until IS NULL OR lease_until <= ?) RETURNING id",
+                [timestamp(now + lease), delivery_id, timestamp(now)],
+            ).fetchone()
+        return row is not None
+
+    def mark_sent(self, delivery_id: int, now: datetime, note: str | None = None) -> None:
+        """Record an acknowledged delivery; ``note`` keeps a warning (recipients refused)."""
         with self._write() as db:
             db.execute(
                 "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
-                " last_error = NULL WHERE id = ?",
-                [timestamp(now), delivery_id],
+                " last_error = ?, lease_until = NULL WHERE id = ?",
+                [timestamp(now), note, delivery_id],
             )
 
     def mark_failed(
@@ -455,7 +520,7 @@ class Store:
         with self._write() as db:
             db.execute(
                 "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
-                " next_attempt = ? WHERE id = ?",
+                " next_attempt = ?, lease_until = NULL WHERE id = ?",
                 [status, error, timestamp(retry_at or now), delivery_id],
             )
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import requests
 
+from watcher.config import Rate
 from watcher.errors import DeliveryError
 from watcher.http import describe
 from watcher.models import Alert
@@ -17,6 +18,7 @@ from watcher.text import one_line, plain
 
 SUMMARY_LIMIT = 300
 RETRYABLE_STATUS = frozenset({408, 429})
+MAX_RETRY_AFTER = 86400.0
 
 
 class Notifier(ABC):
@@ -24,6 +26,8 @@ class Notifier(ABC):
     and raises DeliveryError otherwise, saying whether a retry may help."""
 
     type: ClassVar[str]
+    default_rate: ClassVar[Rate | None] = None
+    """The rate limit when the config sets none: a service's documented limit."""
 
     def __init__(
         self, name: str, options: Any, *, session: requests.Session, timeout: float
@@ -33,8 +37,14 @@ class Notifier(ABC):
         self.session = session
         self.timeout = options.timeout.total_seconds() if options.timeout else timeout
 
+    @property
+    def rate(self) -> Rate | None:
+        return self.options.rate or self.default_rate
+
     @abstractmethod
-    def send(self, alert: Alert) -> None: ...
+    def send(self, alert: Alert) -> str | None:
+        """Deliver one alert; return a warning worth keeping (some recipients refused), or
+        None."""
 
     def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> requests.Response:
         """POST and classify the answer: 2xx returns; 408, 429, 5xx and network failures are
@@ -52,15 +62,34 @@ class Notifier(ABC):
             retryable = status >= 500 or status in RETRYABLE_STATUS
             detail = one_line(response.text[:200]) if not retryable else ""
             message = f"HTTP {status} {response.reason or ''}".strip()
+            wait = retry_after(response.headers.get("Retry-After"))
+            if wait is not None:
+                message += f" (Retry-After {wait:g}s)"
             raise DeliveryError(
-                self.name, f"{message}: {detail}" if detail else message, retryable=retryable
+                self.name,
+                f"{message}: {detail}" if detail else message,
+                retryable=retryable,
+                retry_after=wait,
             )
 
 
-def safe_link(link: str) -> str:
-    """The link if it is http(s), else empty: ``javascript:`` or ``data:`` is never clickable."""
-    parts = urlsplit(link.strip())
-    return link.strip() if parts.scheme in ("http", "https") and parts.netloc else ""
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: a number of seconds or an HTTP date
+    (capped at a day; None when absent or unreadable)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def title_of(alert: Alert) -> str:

@@ -7,7 +7,6 @@ could otherwise add a header, CVE-2024-6923); the HTML part escapes everything.
 from __future__ import annotations
 
 import html
-import logging
 import smtplib
 import ssl
 from email.headerregistry import Address
@@ -15,11 +14,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from watcher.errors import DeliveryError
+from watcher.links import safe_link
 from watcher.models import Alert
-from watcher.notify.base import Notifier, safe_link, summary_of, title_of
+from watcher.notify.base import Notifier, summary_of, title_of
 from watcher.text import highlight, one_line
-
-log = logging.getLogger(__name__)
 
 
 def subject(alert: Alert) -> str:
@@ -67,7 +65,7 @@ def _mark(word: str) -> str:
 class EmailNotifier(Notifier):
     type = "email"
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert) -> str | None:
         options = self.options
         try:
             msg = build(alert, options.sender, options.to)
@@ -105,12 +103,8 @@ class EmailNotifier(Notifier):
                 self.name, f"SMTP failure: {one_line(str(exc))[:120] or type(exc).__name__}"
             ) from exc
         if refused:
-            log.warning(
-                "notifier %s: alert %s not accepted for %s",
-                self.name,
-                alert.delivery_id,
-                _codes(refused),
-            )
+            return f"accepted, but refused for {_codes(refused)}"
+        return None
 
     def _connect(self) -> smtplib.SMTP:
         options = self.options

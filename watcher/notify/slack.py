@@ -7,10 +7,13 @@ feed text are escaped as Slack requires and a link's ``|`` is percent-encoded.
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
+from watcher.config import Rate
+from watcher.links import safe_link
 from watcher.models import Alert
-from watcher.notify.base import Notifier, safe_link, summary_of, title_of
+from watcher.notify.base import Notifier, summary_of, title_of
 from watcher.text import highlight
 
 
@@ -59,11 +62,13 @@ def message(alert: Alert) -> dict[str, Any]:
 
 class SlackNotifier(Notifier):
     type = "slack"
+    default_rate = Rate(1, timedelta(seconds=1))  # Slack's limit for incoming webhooks
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert) -> str | None:
         body = json.dumps(message(alert), ensure_ascii=False).encode()
         self.post(
             self.options.url.get_secret_value(),
             body,
             {"Content-Type": "application/json; charset=utf-8"},
         )
+        return None

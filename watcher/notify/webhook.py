@@ -7,8 +7,9 @@ import hmac
 import json
 from typing import Any
 
+from watcher.links import safe_link
 from watcher.models import Alert
-from watcher.notify.base import Notifier, iso, safe_link, summary_of, title_of
+from watcher.notify.base import Notifier, iso, summary_of, title_of
 
 SIGNATURE_HEADER = "X-Watcher-Signature-256"
 
@@ -41,7 +42,7 @@ def sign(secret: str, body: bytes) -> str:
 class WebhookNotifier(Notifier):
     type = "webhook"
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert) -> str | None:
         body = json.dumps(payload(alert), ensure_ascii=False).encode()
         headers = {
             **self.options.headers,
@@ -52,3 +53,4 @@ class WebhookNotifier(Notifier):
         if secret:
             headers[SIGNATURE_HEADER] = sign(secret, body)
         self.post(self.options.url.get_secret_value(), body, headers)
+        return None

@@ -1,0 +1,35 @@
+"""Item links: which are safe to make clickable, and the canonical form that tells that two
+feeds link to the same story."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def safe_link(link: str) -> str:
+    """The link if it is http(s), else empty: ``javascript:`` or ``data:`` is never clickable."""
+    parts = urlsplit(link.strip())
+    return link.strip() if parts.scheme in ("http", "https") and parts.netloc else ""
+
+
+def canonical_link(link: str) -> str:
+    """A key for the story a link points at: no scheme, host in lower case, no default port,
+    no ``utm_*`` parameters, no fragment. Empty for a link that is not http(s)."""
+    try:
+        parts = urlsplit(link.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return ""
+    host = parts.hostname.lower()
+    if port is not None and port != _DEFAULT_PORTS[parts.scheme]:
+        host = f"{host}:{port}"
+    query = [
+        (key, value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+        if not key.lower().startswith("utm_")
+    ]
+    return urlunsplit(("", host, parts.path or "/", urlencode(query), ""))
