@@ -73,13 +73,20 @@ class FeedServer:
         return Handler
 
 
+Reply = int | tuple[int, dict[str, str]]
+"""A planned answer: a status, or a status and headers."""
+
+
 @dataclass
 class Receiver:
-    """Records POSTs; answers the planned statuses in turn, then ``default``."""
+    """Records acknowledged POSTs; answers the planned replies in turn, then ``default``;
+    ``delay`` holds every answer that long (a receiver that hangs)."""
 
-    planned: list[int] = field(default_factory=list)
-    planned_by_path: dict[str, list[int]] = field(default_factory=dict)
+    planned: list[Reply] = field(default_factory=list)
+    planned_by_path: dict[str, list[Reply]] = field(default_factory=dict)
     default: int = 200
+    delay: float = 0.0
+    attempts: int = 0
     requests: list[Request] = field(default_factory=list)
     base: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -100,14 +107,20 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 with receiver.lock:
+                    receiver.attempts += 1
                     planned = receiver.planned_by_path.get(self.path) or receiver.planned
-                    status = planned.pop(0) if planned else receiver.default
+                    reply = planned.pop(0) if planned else receiver.default
+                    status, headers = reply if isinstance(reply, tuple) else (reply, {})
                     if 200 <= status < 300:
                         receiver.requests.append(
                             Request("POST", self.path, dict(self.headers.items()), body)
                         )
                 self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -132,6 +145,16 @@ class SmtpServer:
     port: int = 0
     messages: list[Any] = field(default_factory=list)
     replies: list[str] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)
+    """Recipients refused with 550 at RCPT."""
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        if address in self.refuse:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.replies:

@@ -296,6 +296,72 @@ def search(query: str, limit: int, as_json: bool, config_file: str | None) -> No
         sys.exit(1)
 
 
+@main.command()
+@click.option("--failed", is_flag=True, help="Only dead deliveries and failing ones.")
+@click.option("--limit", default=100, show_default=True, help="At most this many.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@config_option
+@handle_errors
+def deliveries(failed: bool, limit: int, as_json: bool, config_file: str | None) -> None:
+    """The outbox, newest first: what was sent, what waits for a retry, what is dead."""
+    config = _load(config_file)
+    with _store(config) as store:
+        found = store.deliveries(failed=failed, limit=limit)
+    if as_json:
+        click.echo(
+            _json(
+                [
+                    {
+                        "id": d.id,
+                        "delivery_id": d.delivery_id,
+                        "notifier": d.notifier,
+                        "status": d.status,
+                        "attempts": d.attempts,
+                        "next_attempt": _iso(d.next_attempt) if d.status == "pending" else None,
+                        "sent_at": _iso(d.sent_at),
+                        "last_error": d.last_error,
+                        "created_at": _iso(d.created_at),
+                        "rule": d.rule,
+                        "feed": d.feed,
+                        "title": one_line(d.title),
+                    }
+                    for d in found
+                ]
+            )
+        )
+        return
+    rows = [
+        (
+            str(d.id),
+            d.status,
+            d.notifier,
+            d.rule,
+            str(d.attempts),
+            _when(d.sent_at or d.next_attempt or d.created_at),
+            one_line(d.last_error or "-")[:60],
+            one_line(d.title)[:60],
+        )
+        for d in found
+    ]
+    headers = ("ID", "STATUS", "NOTIFIER", "RULE", "TRIES", "SENT/NEXT", "LAST ERROR", "TITLE")
+    click.echo(table(headers, rows) if rows else "no deliveries")
+
+
+@main.command()
+@click.argument("ids", nargs=-1, type=int)
+@config_option
+@handle_errors
+def retry(ids: tuple[int, ...], config_file: str | None) -> None:
+    """Requeue dead deliveries: those with the given IDs, or all of them."""
+    config = _load(config_file)
+    with _store(config) as store:
+        count = store.requeue(ids, datetime.now(UTC))
+    click.echo(f"{count} dead deliveries requeued; the daemon sends them on its next pass")
+    if ids and count < len(ids):
+        click.echo(f"{len(ids) - count} of the IDs given are not dead deliveries", err=True)
+        sys.exit(1)
+
+
 def _rule(query: str | None, rule_name: str | None, config: Config | None) -> Rule:
     if query is not None:
         return Rule("query", parse(query))
@@ -325,6 +391,10 @@ def _ago(since: str) -> datetime:
 
 def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def _bold(word: str) -> str:

@@ -160,7 +160,8 @@ class _Drain:
             return True
         self.store.mark_sent(delivery.id, self.clock(), note)
         self.report.add(sent=1)
-        log.info(
+        log.log(
+            logging.WARNING if note else logging.INFO,
             "alert sent: rule %s, notifier %s, item %r (delivery %s)%s",
             delivery.alert.rule,
             delivery.notifier,

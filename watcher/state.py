@@ -172,6 +172,24 @@ _ITEM_COLUMNS_I = ", ".join(f"i.{column}" for column in _ITEM_COLUMNS.split(", "
 
 
 @dataclass(frozen=True)
+class DeliveryRow:
+    """A delivery as ``watcher deliveries`` lists it."""
+
+    id: int
+    delivery_id: str
+    notifier: str
+    status: str
+    attempts: int
+    next_attempt: datetime | None
+    sent_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    rule: str
+    feed: str
+    title: str
+
+
+@dataclass(frozen=True)
 class Delivery:
     id: int
     notifier: str
@@ -523,6 +541,50 @@ class Store:
                 " next_attempt = ?, lease_until = NULL WHERE id = ?",
                 [status, error, timestamp(retry_at or now), delivery_id],
             )
+
+    def deliveries(self, *, failed: bool = False, limit: int = 100) -> list[DeliveryRow]:
+        """The outbox, newest first; ``failed``: only dead deliveries and pending ones that
+        have failed at least once."""
+        where = "WHERE d.status = 'dead' OR (d.status = 'pending' AND d.attempts > 0)"
+        rows = self._db().query(
+            "SELECT d.id, d.uid, d.notifier, d.status, d.attempts, d.next_attempt, d.sent_at,"
+            " d.last_error, d.created_at, m.rule, i.feed, i.title"
+            " FROM deliveries d JOIN matches m ON m.id = d.match_id"
+            f" JOIN items i ON i.id = m.item_id {where if failed else ''}"
+            " ORDER BY d.id DESC LIMIT ?",
+            [limit],
+        )
+        return [
+            DeliveryRow(
+                id=row["id"],
+                delivery_id=row["uid"],
+                notifier=row["notifier"],
+                status=row["status"],
+                attempts=row["attempts"],
+                next_attempt=from_timestamp(row["next_attempt"]),
+                sent_at=from_timestamp(row["sent_at"]),
+                last_error=row["last_error"],
+                created_at=from_timestamp(row["created_at"]) or datetime.now(UTC),
+                rule=row["rule"],
+                feed=row["feed"],
+                title=row["title"] or "",
+            )
+            for row in rows
+        ]
+
+    def requeue(self, ids: Sequence[int], now: datetime) -> int:
+        """Put dead deliveries (those of ``ids``, or all when empty) back in the queue, due
+        now and with a fresh ``give_up`` period; return how many."""
+        sql = (
+            "UPDATE deliveries SET status = 'pending', next_attempt = ?, created_at = ?,"
+            " lease_until = NULL WHERE status = 'dead'"
+        )
+        params: list[str | int] = [timestamp(now), timestamp(now)]
+        if ids:
+            sql += f" AND id IN ({','.join('?' * len(ids))})"
+            params.extend(ids)
+        with self._write() as db:
+            return db.execute(sql, params).rowcount
 
     def delivery_counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT status, count(*) FROM deliveries GROUP BY status")
