@@ -107,17 +107,17 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
-                if receiver.delay:
-                    time.sleep(receiver.delay)
                 with receiver.lock:
                     receiver.attempts += 1
                     planned = receiver.planned_by_path.get(self.path) or receiver.planned
                     reply = planned.pop(0) if planned else receiver.default
                     status, headers = reply if isinstance(reply, tuple) else (reply, {})
-                    if 200 <= status < 300:
+                    if 200 <= status < 300:  # taken in, even if the sender dies before the answer
                         receiver.requests.append(
                             Request("POST", self.path, dict(self.headers.items()), body)
                         )
+                if receiver.delay:
+                    time.sleep(receiver.delay)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)

@@ -95,6 +95,8 @@ def run_once(config: Config, *, dry_run: bool = False) -> CycleReport:
         lock.acquire()
     try:
         pipeline = Pipeline(config)
+        if not dry_run:
+            pipeline.store.release_leases()
         try:
             moment = now()
             with Pool(max_workers=config.settings.concurrency) as pool:
@@ -122,6 +124,11 @@ class Daemon:
         self.lock = DatabaseLock(config.settings.database)
         self.lock.acquire()
         self.pipeline = Pipeline(config)
+        released = self.pipeline.store.release_leases()
+        if released:
+            log.warning(
+                "%d deliveries were being sent when watcher last stopped: sent again", released
+            )
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(config.settings.concurrency + 1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
