@@ -243,3 +243,55 @@ def test_matched_words_are_highlighted_and_still_escaped():
     html_part = build(marked, "w@example.org", ("a@example.org",)).get_body(("html",))
     assert html_part is not None
     assert "<p><mark>Peskóv</mark> &amp; the Kremlin said</p>" in html_part.get_content()
+
+
+HOSTILE = {
+    "title": "&lt;!channel&gt; @everyone <script>alert(1)</script> &lt;https://evil.example|Click&gt; [x](https://evil.example)",
+    "summary": "<p>@here &lt;@123456&gt; &lt;!everyone&gt; <b>Peskov</b> *bold* <a href='javascript:alert(1)'>x</a></p>",
+    "link": "https://news.example.org/a?b=<c>|d",
+}
+
+
+def test_hostile_feed_text_reaches_no_channel_as_markup():
+    from watcher.notify import discord
+
+    hostile = replace(alert(**HOSTILE), words=("peskov",))
+    slack_text = json.dumps(message(hostile))
+    for raw in ("<!channel>", "<!everyone>", "<@123456>", "<https://evil.example|", "<script>"):
+        assert raw not in slack_text
+
+    embed = discord.message(hostile)
+    assert embed["allowed_mentions"] == {"parse": []}
+    discord_text = json.dumps(embed, ensure_ascii=False)
+    assert "@everyone" not in discord_text and "@here" not in discord_text
+    assert "[x](https" not in discord_text
+    assert embed["embeds"][0]["url"] == "https://news.example.org/a?b=<c>|d"
+    assert "**Peskov**" in embed["embeds"][0]["description"]
+
+    msg = build(hostile, "w@example.org", ("a@example.org",))
+    html_part = msg.get_body(("html",))
+    assert html_part is not None
+    html_text = html_part.get_content()
+    assert "<script>" not in html_text and "javascript:" not in html_text
+    assert "&lt;!channel&gt;" in html_text
+
+    body = payload(hostile)
+    assert body["item"]["title"].startswith(
+        "<!channel> @everyone"
+    )  # JSON carries text, escaped by JSON
+    assert "<script>" not in body["item"]["title"]
+
+
+def test_discord_posts_an_embed():
+    import responses as responses_lib
+
+    url = "https://discord.com/api/webhooks/1/secret"
+    config = loads(f'notify:\n  chat: {{type: discord, url: "{url}"}}\n', "t.yaml", env={})
+    chat = build_notifiers(config, new_session("t"))["chat"]
+    with responses_lib.RequestsMock() as mock:
+        mock.post(url, status=204)
+        chat.send(alert())
+        sent = json.loads(mock.calls[0].request.body)
+    assert sent["embeds"][0]["title"] == "Istanbul talks resume"
+    assert sent["embeds"][0]["fields"][0] == {"name": "Rule", "value": "talks", "inline": True}
+    assert chat.rate is not None and chat.rate.count == 30

@@ -206,6 +206,10 @@ class SlackOptions(WebhookOptions):
     type: Literal["slack"]  # type: ignore[assignment]
 
 
+class DiscordOptions(WebhookOptions):
+    type: Literal["discord"]  # type: ignore[assignment]
+
+
 class EmailOptions(_NotifierOptions):
     type: Literal["email"]
     to: tuple[str, ...] = Field(min_length=1)
@@ -222,9 +226,9 @@ class EmailOptions(_NotifierOptions):
 
 
 NotifierOptions = Annotated[
-    WebhookOptions | SlackOptions | EmailOptions, Field(discriminator="type")
+    WebhookOptions | SlackOptions | DiscordOptions | EmailOptions, Field(discriminator="type")
 ]
-NOTIFIER_TYPES = ("email", "slack", "webhook")
+NOTIFIER_TYPES = ("discord", "email", "slack", "webhook")
 _NOTIFIER_ADAPTER: TypeAdapter[Any] = TypeAdapter(NotifierOptions)
 
 

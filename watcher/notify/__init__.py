@@ -6,12 +6,13 @@ import requests
 
 from watcher.config import Config
 from watcher.notify.base import Notifier
+from watcher.notify.discord import DiscordNotifier
 from watcher.notify.email import EmailNotifier
 from watcher.notify.slack import SlackNotifier
 from watcher.notify.webhook import WebhookNotifier
 
 REGISTRY: dict[str, type[Notifier]] = {
-    cls.type: cls for cls in (WebhookNotifier, SlackNotifier, EmailNotifier)
+    cls.type: cls for cls in (WebhookNotifier, SlackNotifier, DiscordNotifier, EmailNotifier)
 }
 
 

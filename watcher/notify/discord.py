@@ -1,0 +1,61 @@
+"""Discord webhook: one embed per alert; feed text can neither ping nor format.
+
+``allowed_mentions`` with nothing to parse stops every ping (``@everyone``, roles, users);
+a zero-width space after each ``@`` keeps them from even looking like mentions, and
+Markdown characters are escaped, so a title cannot hide a link (``[text](url)``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from typing import Any
+
+from watcher.config import Rate
+from watcher.links import safe_link
+from watcher.models import Alert
+from watcher.notify.base import Notifier, iso, summary_of, title_of
+from watcher.text import highlight
+
+_MARKDOWN = re.compile(r"([\\*_~`|>\[\]()#:-])")
+TITLE_LIMIT = 256
+DESCRIPTION_LIMIT = 4096
+
+
+def escape(text: str) -> str:
+    return _MARKDOWN.sub(r"\\\1", text).replace("@", "@\u200b")
+
+
+def _bold(word: str) -> str:
+    return f"**{word}**"
+
+
+def message(alert: Alert) -> dict[str, Any]:
+    summary = highlight(summary_of(alert, 1000), alert.words, _bold, escape)
+    embed: dict[str, Any] = {
+        "title": escape(title_of(alert))[:TITLE_LIMIT],
+        "description": summary[:DESCRIPTION_LIMIT],
+        "fields": [
+            {"name": "Rule", "value": escape(alert.rule), "inline": True},
+            {"name": "Feed", "value": escape(alert.feed_name), "inline": True},
+            {"name": "Matched", "value": escape(", ".join(alert.terms)) or "-", "inline": True},
+        ],
+        "footer": {"text": f"watcher · delivery {alert.delivery_id}"},
+    }
+    link = safe_link(alert.item.link)
+    if link:
+        embed["url"] = link
+    if alert.item.published:
+        embed["timestamp"] = iso(alert.item.published)
+    return {"username": "watcher", "embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
+class DiscordNotifier(Notifier):
+    type = "discord"
+    default_rate = Rate(30, timedelta(minutes=1))  # Discord's limit per webhook
+
+    def send(self, alert: Alert) -> str | None:
+        body = json.dumps(message(alert), ensure_ascii=False).encode()
+        self.post(self.options.url.get_secret_value(), body, {"Content-Type": "application/json"})
+        return None
