@@ -211,11 +211,10 @@ def test_missing_file_is_a_config_error(tmp_path):
         load(tmp_path / "absent.yaml")
 
 
-def test_warnings_for_disabled_notifiers_and_unapplied_options():
-    text = VALID.replace("url: https://hooks.example.org/x", "url: ''\n    digest: 1h")
+def test_warnings_for_disabled_notifiers():
+    text = VALID.replace("url: https://hooks.example.org/x", "url: ''")
     assert loads(text, "watch.yaml", env={}).warnings() == [
-        "notifiers disabled (empty url or host): hook; their rules only log matches",
-        "notify.hook: digest not applied yet in this version; alerts are sent one by one as they come",
+        "notifiers disabled (empty url or host): hook; their rules only log matches"
     ]
 
 

@@ -264,12 +264,6 @@ class Config(_Model):
                 f"notifiers disabled (empty url or host): {', '.join(disabled)}; "
                 "their rules only log matches"
             )
-        for name, options in self.notify.items():
-            if options.digest:
-                found.append(
-                    f"notify.{name}: digest not applied yet in this version; alerts are sent "
-                    "one by one as they come"
-                )
         return found
 
 

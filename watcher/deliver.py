@@ -11,17 +11,20 @@ that fails or hangs holds back nothing but itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from watcher.config import Rate, RetrySettings
 from watcher.errors import DeliveryError
+from watcher.models import Alert, Digest
 from watcher.notify.base import Notifier
 from watcher.state import Delivery, Store
 from watcher.text import one_line
@@ -29,6 +32,8 @@ from watcher.text import one_line
 log = logging.getLogger(__name__)
 
 BATCH = 200
+DIGEST_LIMIT = 10_000
+"""Alerts one digest pass reads: far more than a window of a sane rule set holds."""
 MAX_WAIT = 5.0
 """Longest a pass sleeps for a rate limit before it leaves the rest to the next pass."""
 LEASE_MARGIN = timedelta(seconds=30)
@@ -131,6 +136,9 @@ class _Drain:
 
     def _drain(self, notifier: Notifier, limiter: RateLimiter | None) -> None:
         lease = timedelta(seconds=notifier.timeout * 2) + LEASE_MARGIN
+        if notifier.options.digest:
+            self._drain_digests(notifier, notifier.options.digest, lease)
+            return
         while not self.stop.is_set():
             due = self.store.due_deliveries(self.clock(), [notifier.name], self.batch)
             for delivery in due:
@@ -148,12 +156,44 @@ class _Drain:
             if len(due) < self.batch:
                 return
 
+    def _drain_digests(self, notifier: Notifier, period: timedelta, lease: timedelta) -> None:
+        """Send one message per closed window, oldest first; its deliveries go together."""
+        now = self.clock()
+        windows: dict[datetime, list[Delivery]] = {}
+        for delivery in self.store.due_deliveries(now, [notifier.name], DIGEST_LIMIT):
+            start = window_start(delivery.created_at, period)
+            if start + period <= now:
+                windows.setdefault(start, []).append(delivery)
+        for start, deliveries in sorted(windows.items()):
+            ids = [delivery.id for delivery in deliveries]
+            if self.stop.is_set() or not self.store.claim(ids, self.clock(), lease):
+                continue
+            alerts = tuple(delivery.alert for delivery in deliveries)
+            digest = Digest(digest_id(alerts), start, start + period, alerts)
+            try:
+                note = _attempt(notifier, functools.partial(notifier.send_digest, digest))
+            except DeliveryError as exc:
+                if self._record_failure(deliveries, exc):
+                    self.report.add(retrying=len(ids))
+                    return
+                self.report.add(dead=len(ids))
+                continue
+            self.store.mark_sent(ids, self.clock(), note)
+            self.report.add(sent=len(ids))
+            log.info(
+                "digest sent: notifier %s, %d alerts of %s (delivery %s)",
+                notifier.name,
+                len(ids),
+                start.strftime("%Y-%m-%d %H:%M"),
+                digest.digest_id,
+            )
+
     def _send(self, notifier: Notifier, delivery: Delivery) -> bool:
         """Send and record one delivery; False when the notifier must wait."""
         try:
-            note = _attempt(notifier, delivery)
+            note = _attempt(notifier, functools.partial(notifier.send, delivery.alert))
         except DeliveryError as exc:
-            if self._record_failure(delivery, exc):
+            if self._record_failure([delivery], exc):
                 self.report.add(retrying=1)
                 return False
             self.report.add(dead=1)
@@ -171,9 +211,12 @@ class _Drain:
         )
         return True
 
-    def _record_failure(self, delivery: Delivery, exc: DeliveryError) -> bool:
-        """Record a failed attempt; return whether it will be retried."""
+    def _record_failure(self, deliveries: list[Delivery], exc: DeliveryError) -> bool:
+        """Record a failed attempt (of one delivery, or of a digest's); return whether it will
+        be retried."""
         now = self.clock()
+        delivery = deliveries[0]
+        ids = [each.id for each in deliveries]
         attempts = delivery.attempts + 1
         gave_up = now - delivery.created_at >= self.retry.give_up
         if exc.retryable and not gave_up:
@@ -181,7 +224,7 @@ class _Drain:
             if exc.retry_after is not None:
                 delay = max(delay, timedelta(seconds=exc.retry_after))
             retry_at = now + delay
-            self.store.mark_failed(delivery.id, exc.reason, retry_at=retry_at, now=now)
+            self.store.mark_failed(ids, exc.reason, retry_at=retry_at, now=now)
             log.warning(
                 "delivery failed: %s; retry %d at %s (rule %s, delivery %s)",
                 exc,
@@ -191,7 +234,7 @@ class _Drain:
                 delivery.alert.delivery_id,
             )
             return True
-        self.store.mark_failed(delivery.id, exc.reason, retry_at=None, now=now)
+        self.store.mark_failed(ids, exc.reason, retry_at=None, now=now)
         why = f"gave up after {self.retry.give_up}" if exc.retryable else "permanent error"
         log.error(
             "delivery dead (%s): %s (rule %s, delivery %s)",
@@ -203,11 +246,24 @@ class _Drain:
         return False
 
 
-def _attempt(notifier: Notifier, delivery: Delivery) -> str | None:
+def window_start(moment: datetime, period: timedelta) -> datetime:
+    """The start of the digest window holding a moment: windows are aligned on the epoch, so
+    ``1h`` windows start on the hour and ``1d`` ones at midnight UTC."""
+    seconds = period.total_seconds()
+    return datetime.fromtimestamp(moment.timestamp() // seconds * seconds, UTC)
+
+
+def digest_id(alerts: tuple[Alert, ...]) -> str:
+    """A digest's id, the same every time the same deliveries are sent together."""
+    members = ",".join(sorted(alert.delivery_id for alert in alerts))
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"watcher-digest:{members}"))
+
+
+def _attempt(notifier: Notifier, send: Callable[[], str | None]) -> str | None:
     """Send, turning a notifier's unexpected exception (a bug) into a retryable failure, so
     that it is logged with its traceback and the other notifiers carry on."""
     try:
-        return notifier.send(delivery.alert)
+        return send()
     except DeliveryError:
         raise
     except Exception as exc:

@@ -44,3 +44,13 @@ class Alert:
     detected_at: datetime
     words: tuple[str, ...] = ()
     """The normalised words that made the match, to highlight."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Every alert of one notifier's window, sent as one message."""
+
+    digest_id: str
+    start: datetime
+    end: datetime
+    alerts: tuple[Alert, ...]

@@ -519,36 +519,54 @@ class Store:
         )
         return sorted(row[0] for row in rows)
 
-    def claim(self, delivery_id: int, now: datetime, lease: timedelta) -> bool:
-        """Lease a pending delivery for sending; False when another pass holds it or it is
-        no longer pending. A lease that ran out (its holder died) is taken back."""
+    def claim(self, delivery_ids: int | Sequence[int], now: datetime, lease: timedelta) -> bool:
+        """Lease pending deliveries for sending, all or none; False when another pass holds
+        one or one is no longer pending. A lease that ran out (its holder died) is taken
+        back."""
+        ids = _ids(delivery_ids)
+        free = f"id IN ({_marks(ids)}) AND status = 'pending'"
+        free += " AND (lease_until IS NULL OR lease_until <= ?)"
         with self._write() as db:
             row = db.execute(
-                "UPDATE deliveries SET lease_until = ? WHERE id = ? AND status = 'pending'"
-                " AND (lease_until IS NULL OR lease_until <= ?) RETURNING id",
-                [timestamp(now + lease), delivery_id, timestamp(now)],
-            ).fetchone()
-        return row is not None
+                f"SELECT count(*) FROM deliveries WHERE {free}", [*ids, timestamp(now)]
+            )
+            if row.fetchone()[0] != len(ids):
+                return False
+            db.execute(
+                f"UPDATE deliveries SET lease_until = ? WHERE {free}",
+                [timestamp(now + lease), *ids, timestamp(now)],
+            )
+        return True
 
-    def mark_sent(self, delivery_id: int, now: datetime, note: str | None = None) -> None:
-        """Record an acknowledged delivery; ``note`` keeps a warning (recipients refused)."""
+    def mark_sent(
+        self, delivery_ids: int | Sequence[int], now: datetime, note: str | None = None
+    ) -> None:
+        """Record acknowledged deliveries (a digest's together); ``note`` keeps a warning
+        (recipients refused)."""
+        ids = _ids(delivery_ids)
         with self._write() as db:
             db.execute(
                 "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
-                " last_error = ?, lease_until = NULL WHERE id = ?",
-                [timestamp(now), note, delivery_id],
+                f" last_error = ?, lease_until = NULL WHERE id IN ({_marks(ids)})",
+                [timestamp(now), note, *ids],
             )
 
     def mark_failed(
-        self, delivery_id: int, error: str, *, retry_at: datetime | None, now: datetime
+        self,
+        delivery_ids: int | Sequence[int],
+        error: str,
+        *,
+        retry_at: datetime | None,
+        now: datetime,
     ) -> None:
         """Record a failed attempt: pending until ``retry_at``, or dead when it is None."""
+        ids = _ids(delivery_ids)
         status = "pending" if retry_at is not None else "dead"
         with self._write() as db:
             db.execute(
                 "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
-                " next_attempt = ?, lease_until = NULL WHERE id = ?",
-                [status, error, timestamp(retry_at or now), delivery_id],
+                f" next_attempt = ?, lease_until = NULL WHERE id IN ({_marks(ids)})",
+                [status, error, timestamp(retry_at or now), *ids],
             )
 
     def deliveries(self, *, failed: bool = False, limit: int = 100) -> list[DeliveryRow]:
@@ -598,6 +616,14 @@ class Store:
     def delivery_counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT status, count(*) FROM deliveries GROUP BY status")
         return {status: count for status, count in rows}
+
+
+def _ids(delivery_ids: int | Sequence[int]) -> list[int]:
+    return [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
 
 
 def _entry(row: dict) -> Entry:

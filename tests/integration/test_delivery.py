@@ -256,3 +256,67 @@ def test_deliveries_and_retry_commands(db, receiver, tmp_path):
     assert retried.exit_code == 0 and retried.stdout.startswith("1 dead deliveries requeued")
     assert runner.invoke(main, ["retry", "999", "-c", str(config)]).exit_code == 1
     assert db.delivery_counts() == {"pending": 1, "sent": 1}
+
+
+def test_digest_sends_one_message_per_closed_window(db, receiver, smtp_server):
+    from watcher.deliver import window_start
+
+    hour = timedelta(hours=1)
+    queue(db, "a", "b", notify=("hook", "mail"))  # detected at 12:00, in the 12:00-13:00 window
+    hooks = notifiers(receiver, digest="1h")
+    hooks.update(notifiers(smtp=smtp_server))
+    hooks["mail"].options = hooks["mail"].options.model_copy(update={"digest": hour})
+    assert deliver_due(db, hooks, RETRY, NOW + timedelta(minutes=30)).sent == 0  # window open
+    assert receiver.requests == [] and smtp_server.messages == []
+
+    report = deliver_due(db, hooks, RETRY, NOW + hour)
+    assert report.sent == 4
+    (post,) = receiver.requests
+    body = post.json()
+    assert body["window"] == {"start": "2026-11-25T12:00:00Z", "end": "2026-11-25T13:00:00Z"}
+    assert [alert["item"]["key"] for alert in body["alerts"]] == ["a", "b"]
+    assert post.headers["X-Watcher-Delivery"] == body["digest_id"]
+    (mail,) = smtp_server.messages
+    assert b"Subject: [watcher] 2 alerts, 2026-11-25 12:00 to 13:00 UTC" in mail.content
+    assert db.delivery_counts() == {"sent": 4}
+    assert deliver_due(db, hooks, RETRY, NOW + 3 * hour).sent == 0  # an empty window sends nothing
+    assert window_start(datetime(2026, 11, 25, 12, 59, tzinfo=UTC), hour) == NOW
+
+
+def test_a_failed_digest_is_retried_whole_under_the_same_id(db, receiver):
+    queue(db, "a", "b")
+    hooks = notifiers(receiver, digest="1h")
+    receiver.planned[:] = [503]
+    assert deliver_due(db, hooks, RETRY, NOW + timedelta(hours=1)).retrying == 2
+    assert deliver_due(db, hooks, RETRY, NOW + timedelta(hours=3)).sent == 2
+    (post,) = receiver.requests
+    assert [alert["item"]["key"] for alert in post.json()["alerts"]] == ["a", "b"]
+
+
+def test_slack_and_discord_digest_formats():
+    from watcher.models import Alert, Digest
+    from watcher.notify import discord, slack
+
+    alerts = tuple(
+        Alert(
+            f"d{n}",
+            "talks",
+            ("x",),
+            "world",
+            "u",
+            Entry(f"k{n}", title=f"<!here> story {n}", link=f"https://n.example.org/{n}"),
+            NOW,
+        )
+        for n in range(60)
+    )
+    digest = Digest("id", NOW, NOW + timedelta(hours=1), alerts)
+    message = slack.digest_message(digest)
+    assert message["text"] == "watcher: 60 alerts, 2026-11-25 12:00 to 13:00 UTC"
+    assert len(message["blocks"]) == 47  # heading, 45 alerts, "and 15 more"
+    assert "<!here>" not in json.dumps(message)
+    embed = discord.digest_message(digest)["embeds"][0]
+    assert len(embed["description"]) <= 4096 and "@\u200bhere" not in embed["description"]
+    assert embed["description"].startswith(
+        "• [<!here\\> story 0](https://n.example.org/0) — talks, world\n"
+    )
+    assert embed["description"].endswith("more")

@@ -13,7 +13,7 @@ import requests
 from watcher.config import Rate
 from watcher.errors import DeliveryError
 from watcher.http import describe
-from watcher.models import Alert
+from watcher.models import Alert, Digest
 from watcher.text import one_line, plain
 
 SUMMARY_LIMIT = 300
@@ -36,6 +36,10 @@ class Notifier(ABC):
         self.options = options
         self.session = session
         self.timeout = options.timeout.total_seconds() if options.timeout else timeout
+
+    @abstractmethod
+    def send_digest(self, digest: Digest) -> str | None:
+        """Deliver a window's alerts as one message, like ``send``."""
 
     @property
     def rate(self) -> Rate | None:
@@ -90,6 +94,12 @@ def retry_after(value: str | None) -> float | None:
             when = when.replace(tzinfo=UTC)
         seconds = (when - datetime.now(UTC)).total_seconds()
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def digest_heading(digest: Digest) -> str:
+    span = f"{digest.start:%Y-%m-%d %H:%M} to {digest.end:%H:%M} UTC"
+    count = len(digest.alerts)
+    return f"{count} alert{'s' if count != 1 else ''}, {span}"
 
 
 def title_of(alert: Alert) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 
 from watcher.config import Rate
 from watcher.links import safe_link
-from watcher.models import Alert
-from watcher.notify.base import Notifier, iso, summary_of, title_of
+from watcher.models import Alert, Digest
+from watcher.notify.base import Notifier, digest_heading, iso, summary_of, title_of
 from watcher.text import highlight
 
 _MARKDOWN = re.compile(r"([\\*_~`|>\[\]()#:-])")
@@ -51,11 +51,37 @@ def message(alert: Alert) -> dict[str, Any]:
     return {"username": "watcher", "embeds": [embed], "allowed_mentions": {"parse": []}}
 
 
+def digest_message(digest: Digest) -> dict[str, Any]:
+    lines = []
+    for alert in digest.alerts:
+        title = escape(title_of(alert))
+        link = safe_link(alert.item.link)
+        target = link.replace("(", "%28").replace(")", "%29")
+        shown = f"[{title}]({target})" if link else title
+        lines.append(f"• {shown} — {escape(alert.rule)}, {escape(alert.feed_name)}")
+    description, shown_count = "", 0
+    for line in lines:
+        if len(description) + len(line) + 1 > DESCRIPTION_LIMIT - 40:
+            break
+        description += line + "\n"
+        shown_count += 1
+    if shown_count < len(lines):
+        description += f"and {len(lines) - shown_count} more"
+    embed = {"title": escape(digest_heading(digest)), "description": description}
+    return {"username": "watcher", "embeds": [embed], "allowed_mentions": {"parse": []}}
+
+
 class DiscordNotifier(Notifier):
     type = "discord"
     default_rate = Rate(30, timedelta(minutes=1))  # Discord's limit per webhook
 
     def send(self, alert: Alert) -> str | None:
-        body = json.dumps(message(alert), ensure_ascii=False).encode()
+        return self._post(message(alert))
+
+    def send_digest(self, digest: Digest) -> str | None:
+        return self._post(digest_message(digest))
+
+    def _post(self, document: dict[str, Any]) -> str | None:
+        body = json.dumps(document, ensure_ascii=False).encode()
         self.post(self.options.url.get_secret_value(), body, {"Content-Type": "application/json"})
         return None

@@ -9,14 +9,16 @@ from __future__ import annotations
 import html
 import smtplib
 import ssl
+from collections.abc import Callable
+from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from watcher.errors import DeliveryError
 from watcher.links import safe_link
-from watcher.models import Alert
-from watcher.notify.base import Notifier, summary_of, title_of
+from watcher.models import Alert, Digest
+from watcher.notify.base import Notifier, digest_heading, summary_of, title_of
 from watcher.text import highlight, one_line
 
 
@@ -24,9 +26,37 @@ def subject(alert: Alert) -> str:
     return one_line(f"[watcher] {alert.rule}: {title_of(alert)}")[:250]
 
 
-def message_id(alert: Alert, sender: str) -> str:
+def _headers(
+    subject_line: str, sender: str, recipients: tuple[str, ...], sent: datetime, delivery_id: str
+) -> EmailMessage:
+    msg = EmailMessage()
+    msg["Subject"] = one_line(subject_line)[:250]
+    msg["From"] = one_line(sender)
+    msg["To"] = ", ".join(one_line(address) for address in recipients)
+    msg["Date"] = format_datetime(sent)
     domain = parseaddr(sender)[1].rpartition("@")[2] or "watcher.invalid"
-    return f"<{alert.delivery_id}@{domain}>"
+    msg["Message-ID"] = f"<{delivery_id}@{domain}>"
+    msg["X-Watcher-Delivery"] = delivery_id
+    return msg
+
+
+def build_digest(digest: Digest, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
+    """One message listing every alert of a digest window."""
+    heading = digest_heading(digest)
+    msg = _headers(f"[watcher] {heading}", sender, recipients, digest.end, digest.digest_id)
+    lines, items = [heading, ""], []
+    e = html.escape
+    for alert in digest.alerts:
+        title, link = title_of(alert), safe_link(alert.item.link)
+        lines += [f"- {title}", f"  {link}" if link else "", f"  {alert.rule}, {alert.feed_name}"]
+        shown = f'<a href="{e(link)}">{e(title)}</a>' if link else e(title)
+        items.append(f"<li>{shown} <small>{e(alert.rule)} · {e(alert.feed_name)}</small></li>")
+    msg.set_content("\n".join(line for line in lines if line) + "\n")
+    msg.add_alternative(
+        f"<html><body><h3>{e(heading)}</h3><ul>{''.join(items)}</ul></body></html>\n",
+        subtype="html",
+    )
+    return msg
 
 
 def build(alert: Alert, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
@@ -36,13 +66,7 @@ def build(alert: Alert, sender: str, recipients: tuple[str, ...]) -> EmailMessag
     summary = summary_of(alert, 1000)
     matched = ", ".join(alert.terms)
     published = alert.item.published.strftime("%Y-%m-%d %H:%M UTC") if alert.item.published else ""
-    msg = EmailMessage()
-    msg["Subject"] = subject(alert)
-    msg["From"] = one_line(sender)
-    msg["To"] = ", ".join(one_line(address) for address in recipients)
-    msg["Date"] = format_datetime(alert.detected_at)
-    msg["Message-ID"] = message_id(alert, sender)
-    msg["X-Watcher-Delivery"] = alert.delivery_id
+    msg = _headers(subject(alert), sender, recipients, alert.detected_at, alert.delivery_id)
     lines = [title, link, "", summary, "", f"Rule: {alert.rule}", f"Matched: {matched}"]
     lines += [f"Feed: {alert.feed_name} ({alert.feed_url})", f"Published: {published}"]
     msg.set_content("\n".join(lines) + "\n")
@@ -66,10 +90,15 @@ class EmailNotifier(Notifier):
     type = "email"
 
     def send(self, alert: Alert) -> str | None:
-        options = self.options
+        return self._send(lambda: build(alert, self.options.sender, self.options.to))
+
+    def send_digest(self, digest: Digest) -> str | None:
+        return self._send(lambda: build_digest(digest, self.options.sender, self.options.to))
+
+    def _send(self, make: Callable[[], EmailMessage]) -> str | None:
         try:
-            msg = build(alert, options.sender, options.to)
-            Address(addr_spec=parseaddr(options.sender)[1])
+            msg = make()
+            Address(addr_spec=parseaddr(self.options.sender)[1])
         except (ValueError, TypeError, IndexError) as exc:
             raise DeliveryError(
                 self.name, f"cannot build the message: {exc}", retryable=False

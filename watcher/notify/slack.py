@@ -12,8 +12,8 @@ from typing import Any
 
 from watcher.config import Rate
 from watcher.links import safe_link
-from watcher.models import Alert
-from watcher.notify.base import Notifier, summary_of, title_of
+from watcher.models import Alert, Digest
+from watcher.notify.base import Notifier, digest_heading, summary_of, title_of
 from watcher.text import highlight
 
 
@@ -60,15 +60,38 @@ def message(alert: Alert) -> dict[str, Any]:
     }
 
 
+DIGEST_ITEMS = 45
+"""Alerts listed in a digest message (Slack takes at most 50 blocks)."""
+
+
+def digest_message(digest: Digest) -> dict[str, Any]:
+    heading = escape(digest_heading(digest))
+    blocks: list[dict[str, Any]] = [
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*watcher: {heading}*"}}
+    ]
+    for alert in digest.alerts[:DIGEST_ITEMS]:
+        line = f"• {_link(alert.item.link, escape(title_of(alert)))}"
+        line += f" — _{escape(alert.rule)}_, {escape(alert.feed_name)}"
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line}})
+    hidden = len(digest.alerts) - DIGEST_ITEMS
+    if hidden > 0:
+        more = f"and {hidden} more: `watcher matches`"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": more}]})
+    return {"text": f"watcher: {heading}", "blocks": blocks, "unfurl_links": False}
+
+
 class SlackNotifier(Notifier):
     type = "slack"
     default_rate = Rate(1, timedelta(seconds=1))  # Slack's limit for incoming webhooks
 
     def send(self, alert: Alert) -> str | None:
-        body = json.dumps(message(alert), ensure_ascii=False).encode()
-        self.post(
-            self.options.url.get_secret_value(),
-            body,
-            {"Content-Type": "application/json; charset=utf-8"},
-        )
+        return self._post(message(alert))
+
+    def send_digest(self, digest: Digest) -> str | None:
+        return self._post(digest_message(digest))
+
+    def _post(self, document: dict[str, Any]) -> str | None:
+        body = json.dumps(document, ensure_ascii=False).encode()
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        self.post(self.options.url.get_secret_value(), body, headers)
         return None

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from watcher.links import safe_link
-from watcher.models import Alert
+from watcher.models import Alert, Digest
 from watcher.notify.base import Notifier, iso, summary_of, title_of
 
 SIGNATURE_HEADER = "X-Watcher-Signature-256"
@@ -39,15 +39,29 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def digest_payload(digest: Digest) -> dict[str, Any]:
+    return {
+        "digest_id": digest.digest_id,
+        "window": {"start": iso(digest.start), "end": iso(digest.end)},
+        "alerts": [payload(alert) for alert in digest.alerts],
+    }
+
+
 class WebhookNotifier(Notifier):
     type = "webhook"
 
     def send(self, alert: Alert) -> str | None:
-        body = json.dumps(payload(alert), ensure_ascii=False).encode()
+        return self._post(payload(alert), alert.delivery_id)
+
+    def send_digest(self, digest: Digest) -> str | None:
+        return self._post(digest_payload(digest), digest.digest_id)
+
+    def _post(self, document: dict[str, Any], delivery_id: str) -> str | None:
+        body = json.dumps(document, ensure_ascii=False).encode()
         headers = {
             **self.options.headers,
             "Content-Type": "application/json",
-            "X-Watcher-Delivery": alert.delivery_id,
+            "X-Watcher-Delivery": delivery_id,
         }
         secret = self.options.secret.get_secret_value() if self.options.secret else ""
         if secret:
