@@ -295,3 +295,57 @@ def test_discord_posts_an_embed():
     assert sent["embeds"][0]["title"] == "Istanbul talks resume"
     assert sent["embeds"][0]["fields"][0] == {"name": "Rule", "value": "talks", "inline": True}
     assert chat.rate is not None and chat.rate.count == 30
+
+
+def test_custom_templates_escape_feed_text_for_their_channel(tmp_path):
+    (tmp_path / "slack.j2").write_text(
+        "{{ rule }}: {{ title }} {{ summary_marked }} <{{ link }}|open>\n"
+    )
+    (tmp_path / "mail.html.j2").write_text("<p>{{ title }}</p><p>{{ summary_marked }}</p>\n")
+    config = loads(
+        f"""
+notify:
+  slack: {{type: slack, url: "{SLACK}", template: slack.j2}}
+  mail: {{type: email, to: [a@example.org], from: w@example.org, host: h, template: mail.html.j2}}
+""",
+        str(tmp_path / "watch.yaml"),
+        env={},
+    )
+    built = build_notifiers(config, new_session("t"))
+    hostile = replace(
+        alert(title="&lt;!channel&gt; talks", summary="Peskov &amp; co"), words=("peskov",)
+    )
+    section = message(hostile, built["slack"].template)["blocks"][0]["text"]["text"]
+    assert (
+        section
+        == "talks: &lt;!channel&gt; talks *Peskov* &amp; co <https://news.example.org/1|open>"
+    )
+    html_part = build(
+        hostile, "w@example.org", ("a@example.org",), built["mail"].template
+    ).get_body(("html",))
+    assert html_part is not None
+    assert (
+        html_part.get_content()
+        == "<p>&lt;!channel&gt; talks</p><p><mark>Peskov</mark> &amp; co</p>\n"
+    )
+
+
+def test_template_problems_are_config_errors(tmp_path):
+    from watcher.errors import ConfigError
+
+    (tmp_path / "broken.j2").write_text("line one\n{{ title }\n")
+    text = f"""notify:
+  a: {{type: slack, url: "{SLACK}", template: missing.j2}}
+  b: {{type: slack, url: "{SLACK}", template: broken.j2}}
+  c: {{type: webhook, url: "{HOOK}", template: x.j2}}
+"""
+    with pytest.raises(ConfigError) as caught:
+        loads(text, str(tmp_path / "watch.yaml"), env={})
+    problems = caught.value.problems
+    assert problems[0].startswith(
+        f"{tmp_path}/watch.yaml:2: notify.a.template: cannot read the template {tmp_path}/missing.j2"
+    )
+    assert problems[1].startswith(
+        f"{tmp_path}/watch.yaml:3: notify.b.template: template {tmp_path}/broken.j2:2: unexpected '}}'"
+    )
+    assert problems[2] == f"{tmp_path}/watch.yaml:4: notify.c.template: unknown key 'template'"

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import jinja2
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -204,10 +205,12 @@ class WebhookOptions(_NotifierOptions):
 
 class SlackOptions(WebhookOptions):
     type: Literal["slack"]  # type: ignore[assignment]
+    template: str | None = None  # Jinja2 file for the message text; relative to the config
 
 
 class DiscordOptions(WebhookOptions):
     type: Literal["discord"]  # type: ignore[assignment]
+    template: str | None = None  # Jinja2 file for the embed's description
 
 
 class EmailOptions(_NotifierOptions):
@@ -219,6 +222,7 @@ class EmailOptions(_NotifierOptions):
     security: Literal["starttls", "ssl", "none"] = "starttls"
     username: str | None = None
     password: SecretStr | None = None
+    template: str | None = None  # Jinja2 file for the HTML part
 
     @property
     def enabled(self) -> bool:
@@ -370,6 +374,14 @@ def _validate(data: dict[str, Any], source: Source) -> Config | None:
     queries: dict[str, Node] = {}
     for path, message in _cross_check(feeds, rules, set(raw_notify), queries):
         source.problems.append(source.at(path, message))
+    for name, options in notify.items():
+        template = getattr(options, "template", None)
+        if template:
+            found, problem = _check_template(template, Path(source.filename).parent)
+            if problem:
+                source.problems.append(source.at(("notify", name, "template"), problem))
+            else:
+                notify[name] = options.model_copy(update={"template": found})
     if source.problems or settings is None:
         return None
     config = Config(
@@ -474,8 +486,22 @@ def _check_rule_query(
     return node, []
 
 
+def _check_template(path: str, base: Path) -> tuple[str, str | None]:
+    """The template's full path, or what is wrong with it (naming its line)."""
+    full = Path(path) if Path(path).is_absolute() else base / path
+    try:
+        text = full.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return str(full), f"cannot read the template {full}: {getattr(exc, 'strerror', exc)}"
+    try:
+        jinja2.Environment().parse(text)
+    except jinja2.TemplateSyntaxError as exc:
+        return str(full), f"template {full}:{exc.lineno}: {exc.message}"
+    return str(full), None
+
+
 def _suggest(word: str, known: Mapping[str, object] | list[str]) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1)
+    close = difflib.get_close_matches(word, [key for key in known if key != word], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -12,11 +12,13 @@ import re
 from datetime import timedelta
 from typing import Any
 
+import jinja2
+
 from watcher.config import Rate
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
-from watcher.notify.base import Notifier, digest_heading, iso, summary_of, title_of
-from watcher.text import highlight
+from watcher.notify import templates
+from watcher.notify.base import Notifier, digest_heading, iso, title_of
 
 _MARKDOWN = re.compile(r"([\\*_~`|>\[\]()#:-])")
 TITLE_LIMIT = 256
@@ -31,11 +33,12 @@ def _bold(word: str) -> str:
     return f"**{word}**"
 
 
-def message(alert: Alert) -> dict[str, Any]:
-    summary = highlight(summary_of(alert, 1000), alert.words, _bold, escape)
+def message(alert: Alert, template: jinja2.Template | None = None) -> dict[str, Any]:
+    variables = templates.context(alert, _bold, escape, summary_limit=1000)
+    description = (template or _default()).render(variables).strip()
     embed: dict[str, Any] = {
         "title": escape(title_of(alert))[:TITLE_LIMIT],
-        "description": summary[:DESCRIPTION_LIMIT],
+        "description": description[:DESCRIPTION_LIMIT],
         "fields": [
             {"name": "Rule", "value": escape(alert.rule), "inline": True},
             {"name": "Feed", "value": escape(alert.feed_name), "inline": True},
@@ -71,12 +74,20 @@ def digest_message(digest: Digest) -> dict[str, Any]:
     return {"username": "watcher", "embeds": [embed], "allowed_mentions": {"parse": []}}
 
 
+def _default() -> jinja2.Template:
+    return templates.load("discord", "discord", escape)
+
+
 class DiscordNotifier(Notifier):
     type = "discord"
     default_rate = Rate(30, timedelta(minutes=1))  # Discord's limit per webhook
 
+    def __init__(self, name: str, options: Any, **shared: Any) -> None:
+        super().__init__(name, options, **shared)
+        self.template = templates.load("discord", "discord", escape, options.template)
+
     def send(self, alert: Alert) -> str | None:
-        return self._post(message(alert))
+        return self._post(message(alert, self.template))
 
     def send_digest(self, digest: Digest) -> str | None:
         return self._post(digest_message(digest))

@@ -14,12 +14,17 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from typing import Any
+
+import jinja2
+from markupsafe import Markup
 
 from watcher.errors import DeliveryError
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
-from watcher.notify.base import Notifier, digest_heading, summary_of, title_of
-from watcher.text import highlight, one_line
+from watcher.notify import templates
+from watcher.notify.base import Notifier, digest_heading, title_of
+from watcher.text import one_line
 
 
 def subject(alert: Alert) -> str:
@@ -59,26 +64,19 @@ def build_digest(digest: Digest, sender: str, recipients: tuple[str, ...]) -> Em
     return msg
 
 
-def build(alert: Alert, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
+def build(
+    alert: Alert,
+    sender: str,
+    recipients: tuple[str, ...],
+    html_template: jinja2.Template | None = None,
+) -> EmailMessage:
     """The message for one alert; ValueError when an address cannot be used."""
-    title = title_of(alert)
-    link = safe_link(alert.item.link)
-    summary = summary_of(alert, 1000)
-    matched = ", ".join(alert.terms)
-    published = alert.item.published.strftime("%Y-%m-%d %H:%M UTC") if alert.item.published else ""
     msg = _headers(subject(alert), sender, recipients, alert.detected_at, alert.delivery_id)
-    lines = [title, link, "", summary, "", f"Rule: {alert.rule}", f"Matched: {matched}"]
-    lines += [f"Feed: {alert.feed_name} ({alert.feed_url})", f"Published: {published}"]
-    msg.set_content("\n".join(lines) + "\n")
-    e = html.escape
-    marked_title = highlight(title, alert.words, _mark, e)
-    heading = f'<a href="{e(link)}">{marked_title}</a>' if link else marked_title
-    msg.add_alternative(
-        f"<html><body><h3>{heading}</h3><p>{highlight(summary, alert.words, _mark, e)}</p>"
-        f"<p><small>Rule <b>{e(alert.rule)}</b> · matched {e(matched)} · "
-        f"feed {e(alert.feed_name)} · {e(published)}</small></p></body></html>\n",
-        subtype="html",
-    )
+    plain = templates.context(alert, str, str, summary_limit=1000)
+    msg.set_content(templates.load("email.txt", "text").render(plain))
+    marked = templates.context(alert, _mark, html.escape, Markup, summary_limit=1000)
+    html_part = html_template or templates.load("email.html", "html")
+    msg.add_alternative(html_part.render(marked), subtype="html")
     return msg
 
 
@@ -89,8 +87,13 @@ def _mark(word: str) -> str:
 class EmailNotifier(Notifier):
     type = "email"
 
+    def __init__(self, name: str, options: Any, **shared: Any) -> None:
+        super().__init__(name, options, **shared)
+        self.template = templates.load("email.html", "html", path=options.template)
+
     def send(self, alert: Alert) -> str | None:
-        return self._send(lambda: build(alert, self.options.sender, self.options.to))
+        options = self.options
+        return self._send(lambda: build(alert, options.sender, options.to, self.template))
 
     def send_digest(self, digest: Digest) -> str | None:
         return self._send(lambda: build_digest(digest, self.options.sender, self.options.to))

@@ -10,11 +10,13 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import jinja2
+
 from watcher.config import Rate
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
-from watcher.notify.base import Notifier, digest_heading, summary_of, title_of
-from watcher.text import highlight
+from watcher.notify import templates
+from watcher.notify.base import Notifier, digest_heading, title_of
 
 
 def escape(text: str) -> str:
@@ -32,15 +34,16 @@ def _link(url: str, label: str) -> str:
     return f"<{escape(url).replace('|', '%7C')}|{label}>"
 
 
-def message(alert: Alert) -> dict[str, Any]:
+def message(alert: Alert, template: jinja2.Template | None = None) -> dict[str, Any]:
     title = escape(title_of(alert))
     rule = escape(alert.rule)
     feed = escape(alert.feed_name)
     matched = ", ".join(escape(term) for term in alert.terms)
     published = alert.item.published
     when = published.strftime("%Y-%m-%d %H:%M UTC") if published else "no date"
-    summary = highlight(summary_of(alert), alert.words, _bold, escape)
-    body = f"*{_link(alert.item.link, title)}*" + (f"\n{summary}" if summary else "")
+    variables = templates.context(alert, _bold, escape)
+    variables["link_title"] = templates.Safe(_link(alert.item.link, title))
+    body = (template or _default()).render(variables).strip()
     return {
         "text": f"[{rule}] {title} ({feed})",
         "blocks": [
@@ -80,12 +83,20 @@ def digest_message(digest: Digest) -> dict[str, Any]:
     return {"text": f"watcher: {heading}", "blocks": blocks, "unfurl_links": False}
 
 
+def _default() -> jinja2.Template:
+    return templates.load("slack", "slack", escape)
+
+
 class SlackNotifier(Notifier):
     type = "slack"
     default_rate = Rate(1, timedelta(seconds=1))  # Slack's limit for incoming webhooks
 
+    def __init__(self, name: str, options: Any, **shared: Any) -> None:
+        super().__init__(name, options, **shared)
+        self.template = templates.load("slack", "slack", escape, options.template)
+
     def send(self, alert: Alert) -> str | None:
-        return self._post(message(alert))
+        return self._post(message(alert, self.template))
 
     def send_digest(self, digest: Digest) -> str | None:
         return self._post(digest_message(digest))
