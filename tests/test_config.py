@@ -160,7 +160,7 @@ notify:
         "watch.yaml:14: rules[1]: the rule has only exclusions; it needs a term that must be present",
         "watch.yaml:16: rules[2]: missing required key 'name'",
         "watch.yaml:16: rules[2].nme: unknown key 'nme' (did you mean 'name'?)",
-        "watch.yaml:19: notify.pager.type: unknown notifier type 'pagerduty' (known: discord, email, slack, webhook)",
+        "watch.yaml:19: notify.pager.type: unknown notifier type 'pagerduty' (known: apprise, discord, email, slack, webhook)",
         "watch.yaml:20: notify.mail.port: input should be less than or equal to 65535",
     ]
 

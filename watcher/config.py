@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import functools
 import gc
+import importlib.util
 import os
 import re
 from collections.abc import Collection, Iterator, Mapping
@@ -229,10 +230,20 @@ class EmailOptions(_NotifierOptions):
         return bool(self.host)
 
 
+class AppriseOptions(_NotifierOptions):
+    type: Literal["apprise"]
+    url: SecretStr  # any Apprise URL (tgram://, ntfy://, matrix://, ...); empty: disabled
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url.get_secret_value())
+
+
 NotifierOptions = Annotated[
-    WebhookOptions | SlackOptions | DiscordOptions | EmailOptions, Field(discriminator="type")
+    WebhookOptions | SlackOptions | DiscordOptions | EmailOptions | AppriseOptions,
+    Field(discriminator="type"),
 ]
-NOTIFIER_TYPES = ("discord", "email", "slack", "webhook")
+NOTIFIER_TYPES = ("apprise", "discord", "email", "slack", "webhook")
 _NOTIFIER_ADAPTER: TypeAdapter[Any] = TypeAdapter(NotifierOptions)
 
 
@@ -375,6 +386,9 @@ def _validate(data: dict[str, Any], source: Source) -> Config | None:
     for path, message in _cross_check(feeds, rules, set(raw_notify), queries):
         source.problems.append(source.at(path, message))
     for name, options in notify.items():
+        if isinstance(options, AppriseOptions) and importlib.util.find_spec("apprise") is None:
+            message = "the apprise notifier needs the extra: pip install 'watcher[apprise]'"
+            source.problems.append(source.at(("notify", name, "type"), message))
         template = getattr(options, "template", None)
         if template:
             found, problem = _check_template(template, Path(source.filename).parent)

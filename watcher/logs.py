@@ -34,3 +34,5 @@ def setup(log_format: str = "text", level: int = logging.INFO) -> None:
     root.setLevel(level)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+    # Apprise logs the URLs it posts to, and an Apprise URL holds its service's token
+    logging.getLogger("apprise").setLevel(logging.CRITICAL)

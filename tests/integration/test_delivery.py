@@ -318,3 +318,44 @@ def test_slack_and_discord_digest_formats():
     assert len(embed["description"]) <= 4096 and "@\u200bhere" not in embed["description"]
     assert embed["description"].startswith("• [story 0](https://n.example.org/0) — talks, world\n")
     assert embed["description"].count("\n") == 60
+
+
+def test_apprise_delivers_through_an_apprise_url(db, receiver):
+    host = receiver.base.removeprefix("http://")
+    config = loads(
+        f'notify:\n  push: {{type: apprise, url: "json://{host}/push"}}\n', "t.yaml", env={}
+    )
+    push = build_notifiers(config, new_session("t"))
+    queue(db, "a", notify=("push",))
+    assert deliver_due(db, push, RETRY, NOW).sent == 1
+    (request,) = receiver.requests
+    assert request.path == "/push"
+    sent = request.json()
+    assert sent["title"] == "[watcher] talks: story a"
+    assert "https://news.example.org/a" in sent["message"]
+
+
+def test_apprise_failure_is_retried(db, receiver):
+    host = receiver.base.removeprefix("http://")
+    config = loads(
+        f'notify:\n  push: {{type: apprise, url: "json://{host}/push"}}\n', "t.yaml", env={}
+    )
+    receiver.default = 500
+    queue(db, "a", notify=("push",))
+    assert deliver_due(db, build_notifiers(config, new_session("t")), RETRY, NOW).retrying == 1
+
+
+def test_apprise_without_the_extra_is_a_clear_config_error(monkeypatch):
+    import importlib.util
+
+    from watcher.errors import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "apprise" else real(name, *a)
+    )
+    with pytest.raises(ConfigError) as caught:
+        loads('notify:\n  push: {type: apprise, url: "ntfy://topic"}\n', "t.yaml", env={})
+    assert caught.value.problems == [
+        "t.yaml:2: notify.push.type: the apprise notifier needs the extra: pip install 'watcher[apprise]'"
+    ]

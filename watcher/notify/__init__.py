@@ -5,6 +5,7 @@ from __future__ import annotations
 import requests
 
 from watcher.config import Config
+from watcher.notify.apprise import AppriseNotifier
 from watcher.notify.base import Notifier
 from watcher.notify.discord import DiscordNotifier
 from watcher.notify.email import EmailNotifier
@@ -12,7 +13,8 @@ from watcher.notify.slack import SlackNotifier
 from watcher.notify.webhook import WebhookNotifier
 
 REGISTRY: dict[str, type[Notifier]] = {
-    cls.type: cls for cls in (WebhookNotifier, SlackNotifier, DiscordNotifier, EmailNotifier)
+    cls.type: cls
+    for cls in (WebhookNotifier, SlackNotifier, DiscordNotifier, EmailNotifier, AppriseNotifier)
 }
 
 
