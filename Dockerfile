@@ -5,7 +5,7 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY watcher ./watcher
-RUN pip install . \
+RUN pip install '.[apprise]' \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin watcher \
     && mkdir -p /app/state \
     && chown watcher /app/state
