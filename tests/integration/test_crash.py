@@ -4,46 +4,21 @@ delivery id, and one crash repeats at most one alert."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections import Counter
-from pathlib import Path
-
-import yaml
 
 from tests.conftest import rss
-from tests.integration.test_daemon import wait_for
+from tests.integration.process import daemon_config, start, wait_for
 from tests.servers import Route
 
 STORIES = 6
-
-
-def start(config: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "watcher", "run", "-c", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def test_a_killed_daemon_loses_nothing_and_repeats_at_most_one_alert(
     tmp_path, feed_server, receiver
 ):
     feed_server.routes["/feed.xml"] = Route(rss({"guid": "old", "title": "Old news"}))
-    config = tmp_path / "watch.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "settings": {"database": str(tmp_path / "w.db"), "listen": None, "interval": "1s"},
-                "feeds": [{"url": feed_server.url("/feed.xml"), "name": "world"}],
-                "rules": [{"name": "talks", "query": "Istanbul", "notify": ["hook"]}],
-                "notify": {
-                    "hook": {"type": "webhook", "url": receiver.url("/hook"), "timeout": "5s"}
-                },
-            }
-        )
-    )
+    url = feed_server.url("/feed.xml")
+    config = daemon_config(tmp_path, url, receiver.url("/hook"), timeout="5s")
     receiver.delay = 0.4  # slow: the kill lands while an alert is in flight
     first = start(config)
     try:

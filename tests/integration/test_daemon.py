@@ -3,45 +3,16 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import yaml
-
 from tests.conftest import rss
+from tests.integration.process import daemon_config, start, wait_for
 from tests.servers import Route
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def test_daemon_alerts_new_items_and_stops_cleanly(tmp_path: Path, feed_server, receiver):
     feed_server.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "Old news"}))
-    config = tmp_path / "watch.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "settings": {"database": str(tmp_path / "w.db"), "listen": None, "interval": "1s"},
-                "feeds": [{"url": feed_server.url("/feed.xml"), "name": "world"}],
-                "rules": [{"name": "talks", "query": "Istanbul", "notify": ["hook"]}],
-                "notify": {"hook": {"type": "webhook", "url": receiver.url("/hook")}},
-            }
-        )
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "watcher", "run", "-c", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    process = start(daemon_config(tmp_path, feed_server.url("/feed.xml"), receiver.url("/hook")))
     try:
         wait_for(lambda: len(feed_server.requests) >= 1)  # the baseline poll
         feed_server.routes["/feed.xml"] = Route(

@@ -7,7 +7,6 @@ Markdown characters are escaped, so a title cannot hide a link (``[text](url)``)
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import timedelta
 from typing import Any
@@ -18,7 +17,8 @@ from watcher.config import Rate
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify import templates
-from watcher.notify.base import Notifier, digest_heading, iso, title_of
+from watcher.notify.base import digest_heading, iso, title_of
+from watcher.notify.chat import ChatNotifier
 
 _MARKDOWN = re.compile(r"([\\*_~`|>\[\]()#:-])")
 TITLE_LIMIT = 256
@@ -78,21 +78,14 @@ def _default() -> jinja2.Template:
     return templates.load("discord", "discord", escape)
 
 
-class DiscordNotifier(Notifier):
+class DiscordNotifier(ChatNotifier):
     type = "discord"
     default_rate = Rate(30, timedelta(minutes=1))  # Discord's limit per webhook
+    template_name = "discord"
+    escape = staticmethod(escape)
 
-    def __init__(self, name: str, options: Any, **shared: Any) -> None:
-        super().__init__(name, options, **shared)
-        self.template = templates.load("discord", "discord", escape, options.template)
+    def render(self, alert: Alert) -> dict[str, Any]:
+        return message(alert, self.template)
 
-    def send(self, alert: Alert) -> str | None:
-        return self._post(message(alert, self.template))
-
-    def send_digest(self, digest: Digest) -> str | None:
-        return self._post(digest_message(digest))
-
-    def _post(self, document: dict[str, Any]) -> str | None:
-        body = json.dumps(document, ensure_ascii=False).encode()
-        self.post(self.options.url.get_secret_value(), body, {"Content-Type": "application/json"})
-        return None
+    def render_digest(self, digest: Digest) -> dict[str, Any]:
+        return digest_message(digest)

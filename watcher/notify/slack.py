@@ -6,7 +6,6 @@ feed text are escaped as Slack requires and a link's ``|`` is percent-encoded.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import Any
 
@@ -16,7 +15,8 @@ from watcher.config import Rate
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify import templates
-from watcher.notify.base import Notifier, digest_heading, title_of
+from watcher.notify.base import digest_heading, title_of
+from watcher.notify.chat import ChatNotifier
 
 
 def escape(text: str) -> str:
@@ -87,22 +87,15 @@ def _default() -> jinja2.Template:
     return templates.load("slack", "slack", escape)
 
 
-class SlackNotifier(Notifier):
+class SlackNotifier(ChatNotifier):
     type = "slack"
     default_rate = Rate(1, timedelta(seconds=1))  # Slack's limit for incoming webhooks
+    template_name = "slack"
+    content_type = "application/json; charset=utf-8"
+    escape = staticmethod(escape)
 
-    def __init__(self, name: str, options: Any, **shared: Any) -> None:
-        super().__init__(name, options, **shared)
-        self.template = templates.load("slack", "slack", escape, options.template)
+    def render(self, alert: Alert) -> dict[str, Any]:
+        return message(alert, self.template)
 
-    def send(self, alert: Alert) -> str | None:
-        return self._post(message(alert, self.template))
-
-    def send_digest(self, digest: Digest) -> str | None:
-        return self._post(digest_message(digest))
-
-    def _post(self, document: dict[str, Any]) -> str | None:
-        body = json.dumps(document, ensure_ascii=False).encode()
-        headers = {"Content-Type": "application/json; charset=utf-8"}
-        self.post(self.options.url.get_secret_value(), body, headers)
-        return None
+    def render_digest(self, digest: Digest) -> dict[str, Any]:
+        return digest_message(digest)
