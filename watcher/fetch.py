@@ -1,17 +1,34 @@
-"""HTTP for feeds: conditional GET, size and time limits, status handling -> FetchResult."""
+"""HTTP for feeds: conditional GET, limits, redirects, status handling -> FetchResult.
+
+Redirects are followed here, not by requests, so that every hop is checked: at most
+``MAX_REDIRECTS``, no loop, only http(s), and no redirect from a public address to a
+loopback, private, link-local (cloud metadata) or otherwise non-global one. A feed the user
+configured on a private address is theirs to poll; a public server steering watcher into
+the local network is refused.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
 from watcher.errors import FetchError
-from watcher.http import describe
+from watcher.http import describe, retry_after
 
 CHUNK = 64 * 1024
+MAX_REDIRECTS = 5
+PERMANENT = frozenset({301, 308})
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json,"
+    " application/xml;q=0.9, */*;q=0.8"
+)
 
 
 @dataclass(frozen=True)
@@ -24,10 +41,24 @@ class FetchResult:
     """Response headers, names lower-cased."""
     etag: str | None
     last_modified: str | None
+    moved_to: str | None = None
+    """Where the feed permanently moved (every redirect on the way was 301 or 308)."""
+    downgraded: bool = False
+    """A redirect went from https to http."""
 
     @property
     def not_modified(self) -> bool:
         return self.status == 304
+
+
+class FeedHTTPError(FetchError):
+    """The server answered with an error status; ``retry_after`` is its Retry-After."""
+
+    def __init__(
+        self, feed: str, message: str, *, status: int, retry_after: float | None = None
+    ) -> None:
+        super().__init__(feed, message, status=status)
+        self.retry_after = retry_after
 
 
 def fetch(
@@ -43,43 +74,123 @@ def fetch(
 ) -> FetchResult:
     """GET a feed, conditionally; a 304 is a result with an empty body, not an error.
 
-    ``timeout`` bounds the connection, each read and the whole download, so a server that
-    drips bytes cannot hold a worker for long.
+    ``timeout`` bounds the connection, each read and the whole download, redirects
+    included, so a server that drips bytes cannot hold a worker for long.
     """
-    request_headers = {
-        "Accept": "application/rss+xml, application/atom+xml, application/xml;q=0.9, */*;q=0.8"
-    }
-    request_headers.update(headers or {})
+    request_headers = {"Accept": ACCEPT, **(headers or {})}
     if etag:
         request_headers["If-None-Match"] = etag
     if last_modified:
         request_headers["If-Modified-Since"] = last_modified
     deadline = time.monotonic() + timeout
+    current, visited, permanent, downgraded = url, [url], True, False
     try:
-        with session.get(url, headers=request_headers, timeout=timeout, stream=True) as response:
-            status = response.status_code
-            if status == 304:
-                body = b""
-            elif 200 <= status < 300:
-                body = _read(response, feed, deadline, timeout, max_size)
-            else:
-                raise FetchError(feed, _status_message(response), status=status)
-            response_headers = {name.lower(): value for name, value in response.headers.items()}
-            return FetchResult(
-                status=status,
-                url=response.url,
-                body=body,
-                headers=response_headers,
-                etag=response_headers.get("etag") or etag,
-                last_modified=response_headers.get("last-modified") or last_modified,
-            )
+        for _ in range(MAX_REDIRECTS + 1):
+            with session.get(
+                current,
+                headers=request_headers,
+                timeout=timeout,
+                stream=True,
+                allow_redirects=False,
+            ) as response:
+                status = response.status_code
+                if status not in REDIRECTS:
+                    return _result(
+                        response,
+                        feed,
+                        url,
+                        current,
+                        deadline,
+                        timeout,
+                        max_size,
+                        etag,
+                        last_modified,
+                        permanent,
+                        downgraded,
+                    )
+                target = _redirect_target(feed, url, current, response, visited)
+            permanent = permanent and status in PERMANENT
+            downgraded = downgraded or (current.startswith("https:") and target.startswith("http:"))
+            current = target
+            visited.append(target)
     except requests.RequestException as exc:
         raise FetchError(feed, describe(exc, timeout)) from exc
+    raise FetchError(feed, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _result(
+    response: requests.Response,
+    feed: str,
+    url: str,
+    current: str,
+    deadline: float,
+    timeout: float,
+    max_size: int,
+    etag: str | None,
+    last_modified: str | None,
+    permanent: bool,
+    downgraded: bool,
+) -> FetchResult:
+    status = response.status_code
+    if status == 304:
+        body = b""
+    elif 200 <= status < 300:
+        body = _read(response, feed, deadline, timeout, max_size)
+    else:
+        wait = retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+        raise FeedHTTPError(feed, _status_message(response), status=status, retry_after=wait)
+    response_headers = {name.lower(): value for name, value in response.headers.items()}
+    return FetchResult(
+        status=status,
+        url=current,
+        body=body,
+        headers=response_headers,
+        etag=response_headers.get("etag") or etag,
+        last_modified=response_headers.get("last-modified") or last_modified,
+        moved_to=current if permanent and current != url else None,
+        downgraded=downgraded,
+    )
+
+
+def _redirect_target(
+    feed: str, configured: str, current: str, response: requests.Response, visited: list[str]
+) -> str:
+    location = response.headers.get("Location")
+    if not location:
+        raise FetchError(feed, f"HTTP {response.status_code} redirect without a Location")
+    target = urljoin(current, location)
+    parts = urlsplit(target)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise FetchError(feed, f"redirect to a non-http(s) URL refused ({parts.scheme}:)")
+    if target in visited:
+        raise FetchError(feed, "redirect loop")
+    if not _is_private(configured) and _is_private(target):
+        raise FetchError(
+            feed, f"redirect from a public address to a non-public one refused ({parts.hostname})"
+        )
+    return target
+
+
+def _is_private(url: str) -> bool:
+    """Whether a URL's host is (or resolves to) a loopback, private, link-local or otherwise
+    non-global address. A name that does not resolve counts as public."""
+    host = urlsplit(url).hostname or ""
+    try:
+        addresses = [ipaddress.ip_address(host)]
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            return False
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+    return any(not address.is_global for address in addresses)
 
 
 def _read(
     response: requests.Response, feed: str, deadline: float, timeout: float, max_size: int
 ) -> bytes:
+    """The body, decompressed, cut off past ``max_size`` (counted after decompression, so a
+    gzip bomb stops early) or past the deadline."""
     chunks: list[bytes] = []
     size = 0
     for chunk in response.iter_content(CHUNK):

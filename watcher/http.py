@@ -6,9 +6,13 @@ is a secret, so errors are described from their type and cause only.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
 import requests
 from requests.adapters import HTTPAdapter
 
+MAX_RETRY_AFTER = 86400.0
 _CAUSES = (
     ("Connection refused", "connection refused"),
     ("Name or service not known", "host name not found"),
@@ -48,3 +52,22 @@ def describe(exc: requests.RequestException, timeout: float | None = None) -> st
     if isinstance(exc, requests.ConnectionError):
         return "connection failed"
     return type(exc).__name__
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: a number of seconds or an HTTP date
+    (capped at a day; None when absent or unreadable)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)

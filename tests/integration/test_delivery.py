@@ -15,10 +15,9 @@ from click.testing import CliRunner
 from watcher.cli import main
 from watcher.config import Rate, RetrySettings, loads
 from watcher.deliver import RateLimiter, deliver_due
-from watcher.http import new_session
+from watcher.http import new_session, retry_after
 from watcher.models import Entry
 from watcher.notify import build_notifiers
-from watcher.notify.base import retry_after
 from watcher.rules import Match
 from watcher.state import NewItem
 

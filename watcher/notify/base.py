@@ -5,20 +5,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
 
 import requests
 
 from watcher.config import Rate
 from watcher.errors import DeliveryError
-from watcher.http import describe
+from watcher.http import describe, retry_after
 from watcher.models import Alert, Digest
 from watcher.text import one_line, plain
 
 SUMMARY_LIMIT = 300
 RETRYABLE_STATUS = frozenset({408, 429})
-MAX_RETRY_AFTER = 86400.0
 
 
 class Notifier(ABC):
@@ -75,25 +73,6 @@ class Notifier(ABC):
                 retryable=retryable,
                 retry_after=wait,
             )
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: a number of seconds or an HTTP date
-    (capped at a day; None when absent or unreadable)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - datetime.now(UTC)).total_seconds()
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def digest_heading(digest: Digest) -> str:
