@@ -86,10 +86,16 @@ def test_failed_poll_is_recorded_and_a_later_success_resets_it(poll, feed_server
     outcome, _ = poll()
     assert outcome.status == "failed"
     assert outcome.error == "HTTP 404 Not Found"
-    assert "poll failed: feed world: HTTP 404 Not Found (1 in a row)" in caplog.text
-    assert poll()[0].failures == 2
+    assert (
+        "poll failed: feed world: HTTP 404 Not Found (1 in a row; next try in 5min)" in caplog.text
+    )
+    assert poll()[0].status == "waiting"  # backing off: not fetched
+    assert len(feed_server.requests) == 1
+    assert poll(now=NOW + timedelta(minutes=6))[0].failures == 2
+    assert "(2 in a row; next try in 10min)" in caplog.text
     feed_server.routes["/feed.xml"] = Route(rss(item("1", "x")))
-    assert poll()[0].status == "new"
+    assert poll(now=NOW + timedelta(minutes=11))[0].status == "waiting"
+    assert poll(now=NOW + timedelta(minutes=17))[0].status == "new"
     assert "feed world: recovered after 2 failed polls" in caplog.text
 
 

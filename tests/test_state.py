@@ -31,7 +31,12 @@ def test_schema_is_migrated_and_recorded(db):
     names = [
         row[0] for row in connection.execute("SELECT name FROM _sqlite_migrations ORDER BY id")
     ]
-    assert names == ["create_core_tables", "add_match_hits", "add_leases_and_canonical_links"]
+    assert names == [
+        "create_core_tables",
+        "add_match_hits",
+        "add_leases_and_canonical_links",
+        "add_feed_health",
+    ]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
     Store(db.path).close()  # reopening applies nothing twice
@@ -118,7 +123,7 @@ def test_concurrent_writers_from_threads_do_not_fail(db):
         try:
             for n in range(20):
                 ingest(db, feed, [NewItem(Entry(f"{feed}-{n}"), (Match("r", (), ("hook",)),))])
-                db.record_not_modified(feed, "http://x", NOW)
+                db.record_unchanged(feed, "http://x", NOW)
         except BaseException as exc:
             errors.append(exc)
 

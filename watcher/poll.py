@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import sqlite3
+import threading
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import requests
 
 from watcher.config import FeedConfig, Settings
 from watcher.errors import FetchError
-from watcher.fetch import fetch
+from watcher.fetch import FetchResult, fetch
 from watcher.models import Entry
 from watcher.parse import parse_feed
 from watcher.rules import Match, Matcher
@@ -25,7 +28,8 @@ log = logging.getLogger(__name__)
 class PollOutcome:
     feed: str
     status: str
-    """``new`` (a 200 was processed), ``not_modified`` (304) or ``failed``."""
+    """``new`` (a 200 was processed), ``not_modified`` (a 304, or the same body again),
+    ``failed``, ``waiting`` (backing off after failures) or ``gone`` (410: not polled)."""
     new_items: tuple[NewItem, ...] = ()
     baseline: bool = False
     deliveries: int = 0
@@ -37,6 +41,17 @@ class PollOutcome:
         return sum(len(item.matches) for item in self.new_items)
 
 
+MAX_BACKOFF = timedelta(hours=24)
+PER_HOST = 2
+"""Requests at once to one host, whatever ``concurrency`` allows."""
+
+
+def backoff(interval: timedelta, failures: int) -> timedelta:
+    """How long a feed that failed ``failures`` times in a row waits: its interval doubled
+    per failure, at most a day."""
+    return min(interval * 2 ** min(failures, 20), MAX_BACKOFF)
+
+
 @dataclass
 class Poller:
     """What a poll needs, shared by every feed's job."""
@@ -45,7 +60,20 @@ class Poller:
     session: requests.Session
     matcher: Matcher
     settings: Settings
-    reported_problems: set[str] = field(default_factory=set)
+    reported: set[tuple[str, str]] = field(default_factory=set)
+    """(feed, kind) of the problems already reported, so each is logged once."""
+    _hosts: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
+    _hosts_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _host_slot(self, url: str) -> threading.BoundedSemaphore:
+        host = urlsplit(url).hostname or ""
+        with self._hosts_lock:
+            return self._hosts.setdefault(host, threading.BoundedSemaphore(PER_HOST))
+
+    def _report_once(self, feed: str, kind: str, message: str, *args: object) -> None:
+        if (feed, kind) not in self.reported:
+            self.reported.add((feed, kind))
+            log.warning(message, *args)
 
     def poll(self, feed: FeedConfig, now: datetime, *, dry_run: bool = False) -> PollOutcome:
         """Poll a feed. Failures are returned (and recorded unless dry-run), never raised.
@@ -60,30 +88,49 @@ class Poller:
             return PollOutcome(feed.name, "failed", error=f"database error: {exc}")
 
     def _poll(self, feed: FeedConfig, now: datetime, *, dry_run: bool) -> PollOutcome:
-        state = self.store.feed_state(feed.name)
+        state = self.store.feed_state(feed.name, feed.url)
+        if state.gone:
+            return PollOutcome(feed.name, "gone", error=state.last_error)
+        if state.next_poll is not None and now < state.next_poll:
+            return PollOutcome(feed.name, "waiting", error=state.last_error)
         try:
-            result = fetch(
-                self.session,
-                feed.name,
-                feed.url,
-                etag=state.etag,
-                last_modified=state.last_modified,
-                timeout=self.settings.timeout.total_seconds(),
-                max_size=self.settings.max_feed_size,
-                headers=feed.headers,
-            )
-            if result.not_modified:
+            with self._host_slot(feed.url):
+                result = fetch(
+                    self.session,
+                    feed.name,
+                    feed.url,
+                    etag=state.etag,
+                    last_modified=state.last_modified,
+                    timeout=self.settings.timeout.total_seconds(),
+                    max_size=self.settings.max_feed_size,
+                    headers=feed.headers,
+                )
+            self._report_moves(feed, result)
+            body_hash = hashlib.sha256(result.body).hexdigest() if result.body else None
+            if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
                 if not dry_run:
-                    self.store.record_not_modified(feed.name, feed.url, now)
+                    self.store.record_unchanged(
+                        feed.name,
+                        feed.url,
+                        now,
+                        etag=result.etag,
+                        last_modified=result.last_modified,
+                        moved_to=result.moved_to,
+                    )
                     _log_recovery(feed.name, state.failures)
                 return PollOutcome(feed.name, "not_modified")
             parsed = parse_feed(feed.name, result.body, result.headers, result.url)
         except FetchError as exc:
             return self._failed(feed, exc, now, dry_run=dry_run, previous=state.failures)
 
-        if parsed.problem and feed.name not in self.reported_problems:
-            self.reported_problems.add(feed.name)
-            log.warning("feed %s: parsed with errors, items used: %s", feed.name, parsed.problem)
+        if parsed.problem:
+            self._report_once(
+                feed.name,
+                "parse",
+                "feed %s: parsed with errors, items used: %s",
+                feed.name,
+                parsed.problem,
+            )
         keys = [entry.key for entry in parsed.entries]
         unseen = self.store.unseen(feed.name, keys)
         baseline = not state.baseline_done and not feed.backfill
@@ -107,6 +154,8 @@ class Poller:
             present=keys,
             new_items=new_items,
             now=now,
+            moved_to=result.moved_to,
+            body_hash=body_hash,
         )
         _log_recovery(feed.name, state.failures)
         _log_outcome(outcome, deliveries)
@@ -115,14 +164,59 @@ class Poller:
     def _match(self, entry: Entry, feed: FeedConfig) -> tuple[Match, ...]:
         return tuple(self.matcher.match(entry.searchable(), feed.name, feed.tags))
 
+    def _report_moves(self, feed: FeedConfig, result: FetchResult) -> None:
+        if result.moved_to:
+            self._report_once(
+                feed.name,
+                "moved",
+                "feed %s moved permanently to %s: update its url in the config",
+                feed.name,
+                result.moved_to,
+            )
+        if result.downgraded:
+            self._report_once(
+                feed.name,
+                "downgrade",
+                "feed %s: redirected from https to http (%s)",
+                feed.name,
+                result.url,
+            )
+
     def _failed(
         self, feed: FeedConfig, exc: FetchError, now: datetime, *, dry_run: bool, previous: int
     ) -> PollOutcome:
+        """Record a failure: the feed backs off (its interval doubled per failure, at most a
+        day, longer if the server asked with Retry-After); a 410 disables it."""
         failures = previous + 1
+        gone = exc.status == 410
+        delay = backoff(
+            self.settings.interval if feed.interval is None else feed.interval, previous
+        )
+        wait = getattr(exc, "retry_after", None)
+        if wait:
+            delay = max(delay, timedelta(seconds=wait))
         if not dry_run:
-            failures = self.store.record_failure(feed.name, feed.url, exc.reason, now)
-        log.warning("poll failed: %s (%d in a row)", exc, failures)
+            failures = self.store.record_failure(
+                feed.name, feed.url, exc.reason, now, retry_at=now + delay, gone=gone
+            )
+        if gone:
+            log.error(
+                "feed %s is gone (HTTP 410): no longer polled; remove it from the config", feed.name
+            )
+        else:
+            log.warning(
+                "poll failed: %s (%d in a row; next try in %s)", exc, failures, _human(delay)
+            )
         return PollOutcome(feed.name, "failed", error=exc.reason, failures=failures)
+
+
+def _human(delay: timedelta) -> str:
+    seconds = int(delay.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}min"
+    return f"{seconds // 3600}h"
 
 
 def _too_old(published: datetime | None, cutoff: datetime) -> bool:

@@ -120,6 +120,17 @@ def add_leases_and_canonical_links(db: Database) -> None:
     db.table("matches").add_column("also_in", str)
 
 
+@migrations()
+def add_feed_health(db: Database) -> None:
+    """When a failing feed may be polled again, whether it is gone (410), where it moved, and
+    a hash of its last body (servers that ignore conditional GET resend the same bytes)."""
+    feeds = db.table("feeds")
+    feeds.add_column("next_poll", str)
+    feeds.add_column("gone", int, not_null_default=0)
+    feeds.add_column("moved_to", str)
+    feeds.add_column("body_hash", str)
+
+
 def timestamp(moment: datetime) -> str:
     """UTC ISO 8601 with a fixed width, so that text order is time order."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -140,6 +151,11 @@ class FeedState:
     failures: int = 0
     last_success: datetime | None = None
     last_error: str | None = None
+    next_poll: datetime | None = None
+    """Set while a failing feed backs off."""
+    gone: bool = False
+    moved_to: str | None = None
+    body_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -249,11 +265,15 @@ class Store:
 
     # feeds
 
-    def feed_state(self, name: str) -> FeedState:
+    def feed_state(self, name: str, url: str | None = None) -> FeedState:
+        """What is known of a feed; when the config now gives it another ``url``, only its
+        baseline is kept (validators, health and backoff were the old URL's)."""
         rows = list(self._db().query("SELECT * FROM feeds WHERE name = ?", [name]))
         if not rows:
             return FeedState(name)
         row = rows[0]
+        if url is not None and row["url"] != url:
+            return FeedState(name, baseline_done=bool(row["baseline_done"]))
         return FeedState(
             name=name,
             etag=row["etag"],
@@ -262,37 +282,87 @@ class Store:
             failures=row["failures"],
             last_success=from_timestamp(row["last_success"]),
             last_error=row["last_error"],
+            next_poll=from_timestamp(row["next_poll"]),
+            gone=bool(row["gone"]),
+            moved_to=row["moved_to"],
+            body_hash=row["body_hash"],
         )
 
-    def record_failure(self, name: str, url: str, error: str, now: datetime) -> int:
-        """Note a failed poll; return the number of consecutive failures."""
+    def feed_states(self) -> dict[str, FeedState]:
+        names = [row[0] for row in self._db().execute("SELECT name FROM feeds")]
+        return {name: self.feed_state(name) for name in names}
+
+    def item_counts(self) -> dict[str, int]:
+        rows = self._db().execute("SELECT feed, count(*) FROM items GROUP BY feed")
+        return {feed: count for feed, count in rows}
+
+    def record_failure(
+        self,
+        name: str,
+        url: str,
+        error: str,
+        now: datetime,
+        *,
+        retry_at: datetime | None = None,
+        gone: bool = False,
+    ) -> int:
+        """Note a failed poll, the time before which the feed is not polled again, and
+        whether it is gone for good; return the number of consecutive failures."""
         with self._write() as db:
             self._ensure_feed(db, name, url, now)
             db.execute(
-                "UPDATE feeds SET last_poll = ?, last_error = ?, failures = failures + 1"
-                " WHERE name = ?",
-                [timestamp(now), error, name],
+                "UPDATE feeds SET last_poll = ?, last_error = ?, failures = failures + 1,"
+                " next_poll = ?, gone = ? WHERE name = ?",
+                [timestamp(now), error, retry_at and timestamp(retry_at), int(gone), name],
             )
             row = db.execute("SELECT failures FROM feeds WHERE name = ?", [name]).fetchone()
         return int(row[0])
 
-    def record_not_modified(self, name: str, url: str, now: datetime) -> None:
+    def record_unchanged(
+        self,
+        name: str,
+        url: str,
+        now: datetime,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        moved_to: str | None = None,
+    ) -> None:
+        """A successful poll that brought nothing new (a 304, or the same body again)."""
         with self._write() as db:
             self._ensure_feed(db, name, url, now)
-            self._mark_success(db, name, now)
+            self._mark_success(db, name, now, etag, last_modified, moved_to)
 
     def _ensure_feed(self, db: Database, name: str, url: str, now: datetime) -> None:
-        db.execute(
-            "INSERT INTO feeds (name, url, created_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET url = excluded.url",
-            [name, url, timestamp(now)],
-        )
+        """The feed's row; a new URL drops what was known of the old one but the baseline."""
+        row = db.execute("SELECT url FROM feeds WHERE name = ?", [name]).fetchone()
+        if row is None:
+            db.execute(
+                "INSERT INTO feeds (name, url, created_at) VALUES (?, ?, ?)",
+                [name, url, timestamp(now)],
+            )
+        elif row[0] != url:
+            db.execute(
+                "UPDATE feeds SET url = ?, etag = NULL, last_modified = NULL, body_hash = NULL,"
+                " gone = 0, moved_to = NULL, next_poll = NULL, failures = 0 WHERE name = ?",
+                [url, name],
+            )
 
-    def _mark_success(self, db: Database, name: str, now: datetime) -> None:
+    def _mark_success(
+        self,
+        db: Database,
+        name: str,
+        now: datetime,
+        etag: str | None,
+        last_modified: str | None,
+        moved_to: str | None,
+        body_hash: str | None = None,
+    ) -> None:
         db.execute(
-            "UPDATE feeds SET last_poll = ?, last_success = ?, last_error = NULL, failures = 0"
-            " WHERE name = ?",
-            [timestamp(now), timestamp(now), name],
+            "UPDATE feeds SET last_poll = ?, last_success = ?, last_error = NULL, failures = 0,"
+            " next_poll = NULL, gone = 0, etag = ?, last_modified = ?, moved_to = ?,"
+            " body_hash = coalesce(?, body_hash) WHERE name = ?",
+            [timestamp(now), timestamp(now), etag, last_modified, moved_to, body_hash, name],
         )
 
     # items
@@ -320,6 +390,8 @@ class Store:
         present: Sequence[str],
         new_items: Iterable[NewItem],
         now: datetime,
+        moved_to: str | None = None,
+        body_hash: str | None = None,
     ) -> int:
         """Record a successful poll in one transaction: new items, their matches and the
         matches' deliveries, the keys still present and the feed's validators.
@@ -346,11 +418,8 @@ class Store:
                     f"UPDATE items SET last_seen = ? WHERE feed = ? AND key IN ({marks})",
                     [stamp, feed, *chunk],
                 )
-            db.execute(
-                "UPDATE feeds SET etag = ?, last_modified = ?, baseline_done = 1 WHERE name = ?",
-                [etag, last_modified, feed],
-            )
-            self._mark_success(db, feed, now)
+            db.execute("UPDATE feeds SET baseline_done = 1 WHERE name = ?", [feed])
+            self._mark_success(db, feed, now, etag, last_modified, moved_to, body_hash)
         return created
 
     def _seen_elsewhere(self, db: Database, rule: str, canonical: str, feed: str) -> bool:
