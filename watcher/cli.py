@@ -21,7 +21,7 @@ from watcher.errors import ConfigError, QueryError, WatcherError
 from watcher.links import safe_link
 from watcher.query import DEFAULT_FIELDS, parse
 from watcher.rules import Matcher, Rule
-from watcher.state import Store, StoredItem
+from watcher.state import FeedState, Store, StoredItem
 from watcher.text import highlight, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -294,6 +294,56 @@ def search(query: str, limit: int, as_json: bool, config_file: str | None) -> No
         click.echo("nothing found")
     if not found:
         sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@config_option
+@handle_errors
+def feeds(as_json: bool, config_file: str | None) -> None:
+    """One row per configured feed: status, last success, failures, last error, items."""
+    config = _load(config_file)
+    with _store(config) as store:
+        states = store.feed_states()
+        counts = store.item_counts()
+    records: list[dict[str, Any]] = []
+    rows: list[tuple[str, ...]] = []
+    for feed in config.feeds:
+        state = states.get(feed.name) or FeedState(feed.name)
+        status, items = _feed_status(state), counts.get(feed.name, 0)
+        records.append(
+            {
+                "name": feed.name,
+                "url": feed.url,
+                "status": status,
+                "last_success": _iso(state.last_success),
+                "failures": state.failures,
+                "last_error": state.last_error,
+                "next_try": _iso(state.next_poll),
+                "moved_to": state.moved_to,
+                "items": items,
+            }
+        )
+        error = one_line(state.last_error or "")[:50]
+        if state.moved_to:
+            error = f"{error} (moved to {state.moved_to})".strip()
+        seen = _when(state.last_success) if state.last_success else "-"
+        rows.append((feed.name, status, seen, str(state.failures), str(items), error or "-"))
+    if as_json:
+        click.echo(_json(records))
+        return
+    headers = ("FEED", "STATUS", "LAST SUCCESS", "FAILURES", "ITEMS", "LAST ERROR")
+    click.echo(table(headers, rows) if rows else "no feeds")
+
+
+def _feed_status(state: FeedState) -> str:
+    if state.last_success is None and not state.failures:
+        return "new"
+    if state.gone:
+        return "gone"
+    if state.failures:
+        return "failing"
+    return "moved" if state.moved_to else "ok"
 
 
 @main.command()
