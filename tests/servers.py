@@ -18,6 +18,10 @@ class Route:
     content_type: str = "application/rss+xml; charset=utf-8"
     etag: str | None = None
     delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+    drip: float = 0.0
+    """Seconds between bytes: a server that drips its answer."""
+    location: str | None = None
 
 
 @dataclass
@@ -64,8 +68,18 @@ class FeedServer:
                 self.send_header("Content-Length", str(len(route.body)))
                 if route.etag:
                     self.send_header("ETag", route.etag)
+                if route.location:
+                    self.send_header("Location", route.location)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(route.body)
+                if route.drip:
+                    for byte in route.body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(route.drip)
+                else:
+                    self.wfile.write(route.body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

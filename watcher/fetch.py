@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from watcher.errors import FetchError
 from watcher.http import describe, retry_after
@@ -190,10 +191,21 @@ def _read(
     response: requests.Response, feed: str, deadline: float, timeout: float, max_size: int
 ) -> bytes:
     """The body, decompressed, cut off past ``max_size`` (counted after decompression, so a
-    gzip bomb stops early) or past the deadline."""
+    gzip bomb stops early) or past the deadline.
+
+    ``read1`` returns what has arrived instead of waiting for a whole chunk, so the deadline
+    is checked between the bytes of a server that drips them.
+    """
+    raw = response.raw
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(CHUNK):
+    while True:
+        try:
+            chunk = raw.read1(CHUNK, decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise FetchError(feed, describe(requests.ConnectionError(exc), timeout)) from exc
+        if not chunk:
+            break
         size += len(chunk)
         if size > max_size:
             raise FetchError(feed, f"response larger than max_feed_size ({max_size:,} bytes)")

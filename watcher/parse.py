@@ -47,7 +47,7 @@ def parse_feed(feed: str, body: bytes, headers: Mapping[str, str], url: str) -> 
         sanitize_html=False,
         resolve_relative_uris=False,
     )
-    entries = _unique(_entry(raw, url) for raw in parsed.entries)
+    entries = _unique(entry for raw in parsed.entries if _has_content(entry := _entry(raw, url)))
     bozo = parsed.get("bozo_exception")
     problem = _describe(bozo) if parsed.bozo and not isinstance(bozo, _HARMLESS) else None
     if not entries and (problem or not parsed.get("version")):
@@ -98,6 +98,11 @@ def _describe(exc: object) -> str:
     line = getattr(exc, "getLineNumber", None)
     where = f" at line {line()}" if callable(line) else ""
     return one_line(f"{text}{where}")[:200]
+
+
+def _has_content(entry: Entry) -> bool:
+    """Whether an entry says anything: a broken feed yields husks with nothing in them."""
+    return bool(entry.title or entry.link or entry.summary or entry.content)
 
 
 def _unique(entries: Any) -> list[Entry]:
