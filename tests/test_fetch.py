@@ -99,3 +99,66 @@ def test_slow_server_hits_the_deadline(feed_server):
     feed_server.routes["/slow"] = Route(body=b"<rss/>", delay=0.6)
     with new_session("t") as session, pytest.raises(FetchError, match=r"timed out after 0\.2s"):
         fetch(session, "slow", feed_server.url("/slow"), timeout=0.2)
+
+
+@responses.activate
+def test_a_redirect_from_a_public_host_into_the_local_network_is_refused(session):
+    for target in (
+        "http://127.0.0.1/admin",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.5/",
+    ):
+        responses.get(URL, status=302, headers={"Location": target})
+        with pytest.raises(
+            FetchError, match="redirect from a public address to a non-public one refused"
+        ):
+            fetch(session, "f", URL)
+        responses.reset()
+
+
+@responses.activate
+def test_a_feed_configured_on_a_private_address_may_redirect_there(session):
+    responses.get(
+        "http://127.0.0.1:9/feed", status=301, headers={"Location": "http://127.0.0.2:9/feed"}
+    )
+    responses.get("http://127.0.0.2:9/feed", body=b"<rss/>")
+    result = fetch(session, "f", "http://127.0.0.1:9/feed")
+    assert result.moved_to == "http://127.0.0.2:9/feed"
+
+
+@responses.activate
+def test_redirects_to_other_schemes_and_too_many_redirects_are_refused(session):
+    responses.get(URL, status=302, headers={"Location": "file:///etc/passwd"})
+    with pytest.raises(FetchError, match=r"redirect to a non-http\(s\) URL refused \(file:\)"):
+        fetch(session, "f", URL)
+    responses.reset()
+    for n in range(7):
+        responses.get(
+            f"http://feeds.example.org/{n}", status=307, headers={"Location": f"/{n + 1}"}
+        )
+    with pytest.raises(FetchError, match="more than 5 redirects"):
+        fetch(session, "f", "http://feeds.example.org/0")
+
+
+@responses.activate
+def test_a_temporary_redirect_is_not_a_move_and_a_downgrade_is_flagged(session):
+    responses.get(
+        "https://feeds.example.org/a",
+        status=302,
+        headers={"Location": "http://feeds.example.org/b"},
+    )
+    responses.get("http://feeds.example.org/b", body=b"<rss/>")
+    result = fetch(session, "f", "https://feeds.example.org/a")
+    assert result.moved_to is None
+    assert result.downgraded
+    assert result.url == "http://feeds.example.org/b"
+
+
+@responses.activate
+def test_retry_after_of_a_503_is_kept(session):
+    from watcher.fetch import FeedHTTPError
+
+    responses.get(URL, status=503, headers={"Retry-After": "120"})
+    with pytest.raises(FeedHTTPError) as caught:
+        fetch(session, "f", URL)
+    assert caught.value.retry_after == 120
