@@ -92,3 +92,41 @@ def test_feed_with_errors_but_items_is_used_and_reported():
 
 def test_valid_empty_feed_has_no_entries():
     assert parse_feed("f", rss(), {}, "http://example.org/").entries == ()
+
+
+def test_json_feed_entries():
+    body = (DATA / "jsonfeed-1.1.json").read_bytes()
+    parsed = parse_feed("f", body, {"content-type": "application/feed+json"}, "https://news.example.org/feed.json")
+    assert parsed.title == "JSON News"
+    first, second = parsed.entries
+    assert first.key == "j1" and first.link == "https://news.example.org/istanbul"
+    assert first.content == "<p>Kremlin spokesman <b>Peskov</b> said.</p>"
+    assert (first.author, first.tags) == ("Desk", ("russia", "turkey"))
+    assert first.published == datetime(2026, 11, 24, 8, tzinfo=UTC)
+    assert second.content == "No title &lt;here&gt;" and second.published is None
+
+
+def test_json_feed_found_by_its_version_without_a_content_type():
+    body = (DATA / "jsonfeed-1.1.json").read_bytes()
+    assert len(parse_feed("f", body, {}, "https://x/").entries) == 2
+
+
+def test_json_that_is_not_a_feed_is_a_clear_error():
+    with pytest.raises(FetchError, match="JSON that is not a JSON Feed"):
+        parse_feed("f", b'{"hello": 1}', {"content-type": "application/json"}, "https://x/")
+    with pytest.raises(FetchError, match="not valid JSON"):
+        parse_feed("f", b"{broken", {"content-type": "application/json"}, "https://x/")
+
+
+def test_feed_links_of_an_html_page():
+    from watcher.parse import feed_links
+
+    page = b"""<html><head>
+    <link rel="alternate" type="application/rss+xml" title="World" href="/world.rss">
+    <link rel="alternate" type="application/atom+xml" href="https://other.example.org/atom">
+    <link rel="stylesheet" href="/style.css">
+    </head></html>"""
+    assert feed_links(page, "https://news.example.org/section/") == [
+        ("https://news.example.org/world.rss", "World"),
+        ("https://other.example.org/atom", ""),
+    ]

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import calendar
 import hashlib
+import html
 import io
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import urljoin
 
@@ -27,6 +30,13 @@ _PASSED_HEADERS = ("content-type", "content-language")
 _DOCTYPE = re.compile(rb"<!DOCTYPE\b[^\[>]*(?:\[.*?\]\s*)?>", re.S | re.I)
 _DOCTYPE_START = re.compile(rb"<!DOCTYPE", re.I)
 _ENTITY = re.compile(rb"<!ENTITY", re.I)
+_FEED_TYPES = {
+    "application/rss+xml",
+    "application/atom+xml",
+    "application/feed+json",
+    "application/json",
+    "application/rdf+xml",
+}
 _HARMLESS = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 
 
@@ -40,6 +50,8 @@ class ParsedFeed:
 
 def parse_feed(feed: str, body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
     """Parse a feed body; raise FetchError when it is not a feed at all."""
+    if _is_json_feed(body, headers):
+        return _json_feed(feed, body, url)
     passed = {name: headers[name] for name in _PASSED_HEADERS if name in headers}
     parsed = feedparser.parse(
         io.BytesIO(without_doctype(feed, body)),
@@ -51,7 +63,7 @@ def parse_feed(feed: str, body: bytes, headers: Mapping[str, str], url: str) -> 
     bozo = parsed.get("bozo_exception")
     problem = _describe(bozo) if parsed.bozo and not isinstance(bozo, _HARMLESS) else None
     if not entries and (problem or not parsed.get("version")):
-        raise FetchError(feed, _not_a_feed(body, headers, problem))
+        raise FetchError(feed, _not_a_feed(body, headers, problem, url))
     title = one_line(parsed.feed.get("title", ""))
     return ParsedFeed(tuple(entries), title, problem if entries else None)
 
@@ -80,12 +92,93 @@ def without_doctype(feed: str, body: bytes) -> bytes:
     return body[: declared.start()] + body[declared.end() :]
 
 
-def _not_a_feed(body: bytes, headers: Mapping[str, str], problem: str | None) -> str:
+def _is_json_feed(body: bytes, headers: Mapping[str, str]) -> bool:
+    content_type = headers.get("content-type", "")
+    if "json" in content_type:
+        return True
+    return body.lstrip()[:1] == b"{" and b"jsonfeed.org/version/" in body[:4096]
+
+
+def _json_feed(feed: str, body: bytes, url: str) -> ParsedFeed:
+    """JSON Feed 1.0 and 1.1 (feedparser 6 does not read them)."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FetchError(feed, f"not valid JSON ({exc})") from exc
+    if not isinstance(document, dict) or "jsonfeed.org/version/" not in str(
+        document.get("version", "")
+    ):
+        raise FetchError(feed, "JSON that is not a JSON Feed (no jsonfeed.org version)")
+    items = document.get("items")
+    entries = _unique(
+        entry
+        for raw in (items if isinstance(items, list) else [])
+        if isinstance(raw, dict) and _has_content(entry := _json_entry(raw, url))
+    )
+    return ParsedFeed(tuple(entries), one_line(str(document.get("title", ""))))
+
+
+def _json_entry(raw: Mapping[str, Any], base: str) -> Entry:
+    def text(key: str) -> str:
+        value = raw.get(key)
+        return value if isinstance(value, str) else ""
+
+    link = text("url") or text("external_url")
+    authors = raw.get("authors") or ([raw["author"]] if isinstance(raw.get("author"), dict) else [])
+    author = ", ".join(a["name"] for a in authors if isinstance(a, dict) and a.get("name"))
+    published = _iso_time(text("date_published") or text("date_modified"))
+    title = text("title")
+    return Entry(
+        key=str(raw.get("id") or link or _key({}, title, "", published)),
+        title=title,
+        link=urljoin(base, link) if link else "",
+        summary=text("summary"),
+        content=text("content_html") or html.escape(text("content_text")),
+        author=author,
+        tags=tuple(tag for tag in raw.get("tags") or () if isinstance(tag, str)),
+        published=published,
+    )
+
+
+def _iso_time(value: str) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class _LinkFinder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if tag == "link" and "alternate" in values.get("rel", "").lower().split():
+            kind = values.get("type", "").lower()
+            if kind in _FEED_TYPES and values.get("href"):
+                self.found.append((values["href"], values.get("title", "")))
+
+
+def feed_links(page: bytes, base: str) -> list[tuple[str, str]]:
+    """The feeds an HTML page advertises (``<link rel="alternate" type="...rss+xml">``),
+    as (absolute URL, title)."""
+    finder = _LinkFinder()
+    finder.feed(page.decode("utf-8", errors="replace"))
+    return list(dict.fromkeys((urljoin(base, href), title) for href, title in finder.found))
+
+
+def _not_a_feed(body: bytes, headers: Mapping[str, str], problem: str | None, url: str = "") -> str:
     if not body.strip():
         return "the response is empty"
     content_type = headers.get("content-type", "")
     head = body[:2048].lower()
     if "html" in content_type or b"<html" in head or b"<!doctype html" in head:
+        links = feed_links(body, url)
+        if links:
+            listed = ", ".join(link for link, _ in links[:5])
+            return f"the URL serves an HTML page, not a feed; the page names these feeds: {listed}"
         return "the URL serves an HTML page, not a feed"
     return f"not a valid RSS or Atom feed ({problem or 'no items found'})"
 
