@@ -189,3 +189,60 @@ def test_search_uses_full_text_search(runner, polled):
     assert runner.invoke(main, ["search", "nothing", "-c", str(polled)]).exit_code == 1
     bad = runner.invoke(main, ["search", '"unclosed', "-c", str(polled)])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: query: column 1: bad search query")
+
+
+def test_import_opml_prints_the_feeds_yaml(runner):
+    result = runner.invoke(
+        main, ["import-opml", str(ROOT / "tests" / "data" / "subscriptions.opml")]
+    )
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load(result.stdout) == {
+        "feeds": [
+            {"url": "https://feeds.bbci.co.uk/news/world/rss.xml", "name": "bbc-world"},
+            {"url": "https://meduza.io/rss/en/all", "name": "meduza"},
+        ]
+    }
+
+
+def test_import_opml_refuses_entities(runner, tmp_path):
+    path = tmp_path / "evil.opml"
+    path.write_text('<!DOCTYPE o [<!ENTITY x SYSTEM "file:///etc/passwd">]><opml><body/></opml>')
+    result = runner.invoke(main, ["import-opml", str(path)])
+    assert result.exit_code == 1 and "not a readable OPML file" in result.stderr
+
+
+def test_discover_lists_the_feeds_of_a_page_or_says_it_is_a_feed(runner, feed_server):
+    feed_server.routes["/page"] = Route(
+        b'<html><head><link rel="alternate" type="application/rss+xml" title="World" href="/world.rss"></head></html>',
+        content_type="text/html",
+    )
+    feed_server.routes["/world.rss"] = Route(rss({"guid": "1", "title": "x"}, title="World news"))
+    page = runner.invoke(main, ["discover", feed_server.url("/page")])
+    assert page.exit_code == 0, page.output
+    assert page.stdout.splitlines()[1].split() == [feed_server.url("/world.rss"), "World"]
+    feed = runner.invoke(main, ["discover", feed_server.url("/world.rss")])
+    assert feed.stdout == f"{feed_server.url('/world.rss')} is a feed: World news, 1 items\n"
+    feed_server.routes["/plain"] = Route(b"<html><body>hi</body></html>", content_type="text/html")
+    assert runner.invoke(main, ["discover", feed_server.url("/plain")]).exit_code == 1
+
+
+def test_feeds_lists_status_per_feed(runner, tmp_path, feed_server):
+    feed_server.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "Istanbul talks"}))
+    path = write_config(tmp_path, feed_server.url("/feed.xml"))
+    assert runner.invoke(main, ["feeds", "--json", "-c", str(path)]).exit_code == 0
+    before = json.loads(runner.invoke(main, ["feeds", "--json", "-c", str(path)]).stdout)
+    assert before[0]["status"] == "new"
+    runner.invoke(main, ["once", "-c", str(path)])
+    after = json.loads(runner.invoke(main, ["feeds", "--json", "-c", str(path)]).stdout)
+    assert (after[0]["name"], after[0]["status"], after[0]["items"], after[0]["failures"]) == (
+        "world",
+        "ok",
+        1,
+        0,
+    )
+    feed_server.routes["/feed.xml"] = Route(b"", status=500)
+    text = write_config(tmp_path, feed_server.url("/missing.xml"))
+    runner.invoke(main, ["once", "-c", str(text)])
+    listing = runner.invoke(main, ["feeds", "-c", str(text)]).stdout.splitlines()
+    assert listing[1].split()[:2] == ["world", "failing"]
+    assert "HTTP 404 Not Found" in listing[1]

@@ -96,7 +96,9 @@ def test_valid_empty_feed_has_no_entries():
 
 def test_json_feed_entries():
     body = (DATA / "jsonfeed-1.1.json").read_bytes()
-    parsed = parse_feed("f", body, {"content-type": "application/feed+json"}, "https://news.example.org/feed.json")
+    parsed = parse_feed(
+        "f", body, {"content-type": "application/feed+json"}, "https://news.example.org/feed.json"
+    )
     assert parsed.title == "JSON News"
     first, second = parsed.entries
     assert first.key == "j1" and first.link == "https://news.example.org/istanbul"

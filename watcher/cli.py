@@ -412,6 +412,46 @@ def retry(ids: tuple[int, ...], config_file: str | None) -> None:
         sys.exit(1)
 
 
+@main.command()
+@click.argument("url")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds for the request.")
+@handle_errors
+def discover(url: str, timeout: float) -> None:
+    """The feeds a web page advertises (or whether URL is a feed itself)."""
+    from watcher.fetch import fetch
+    from watcher.http import new_session
+    from watcher.parse import feed_links, parse_feed
+
+    with new_session(f"watcher/{__version__}") as session:
+        result = fetch(session, url, url, timeout=timeout)
+    try:
+        parsed = parse_feed(url, result.body, result.headers, result.url)
+    except WatcherError:
+        links = feed_links(result.body, result.url)
+        if not links:
+            click.echo(f"{url} advertises no feed", err=True)
+            sys.exit(1)
+        click.echo(table(("FEED", "TITLE"), [(link, title or "-") for link, title in links]))
+        return
+    click.echo(
+        f"{result.url} is a feed: {parsed.title or '(untitled)'}, {len(parsed.entries)} items"
+    )
+
+
+@main.command("import-opml")
+@click.argument("file", type=click.Path(dir_okay=False))
+@handle_errors
+def import_opml(file: str) -> None:
+    """Print the feeds: YAML for an OPML subscription list (from any feed reader)."""
+    from watcher.opml import feeds_yaml, read_opml
+
+    found = read_opml(file)
+    if not found:
+        click.echo(f"{file} lists no feed", err=True)
+        sys.exit(1)
+    click.echo(feeds_yaml(found), nl=False)
+
+
 def _rule(query: str | None, rule_name: str | None, config: Config | None) -> Rule:
     if query is not None:
         return Rule("query", parse(query))
