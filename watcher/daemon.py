@@ -33,8 +33,6 @@ log = logging.getLogger(__name__)
 
 DELIVERY_INTERVAL = timedelta(seconds=10)
 """How often the outbox is checked for retries that came due; new alerts wake it at once."""
-FIRST_POLL_SPREAD = timedelta(seconds=30)
-"""First polls are spread over this much time (or the interval, if shorter)."""
 DELIVERY_JOB = "deliver"
 
 
@@ -143,7 +141,7 @@ class Daemon:
         feeds = self.config.feeds
         for index, feed in enumerate(feeds):
             interval = self.config.feed_interval(feed)
-            spread = min(interval, FIRST_POLL_SPREAD) * index / max(len(feeds), 1)
+            spread = interval * index / len(feeds)  # first polls spread: no thundering herd
             self.scheduler.add_job(
                 self._poll,
                 "interval",
