@@ -132,3 +132,21 @@ def test_feed_links_of_an_html_page():
         ("https://news.example.org/world.rss", "World"),
         ("https://other.example.org/atom", ""),
     ]
+
+
+def test_parser_pool_parses_in_a_worker_and_brings_errors_back():
+    from watcher.parse import ParserPool
+
+    pool = ParserPool(1)
+    try:
+        big = rss(
+            *({"guid": str(n), "title": f"item {n}", "description": "x" * 500} for n in range(100))
+        )
+        assert len(big) > ParserPool.SMALL
+        parsed = pool.parse("f", big, {}, "http://example.org/")
+        assert len(parsed.entries) == 100 and parsed.entries[0].title == "item 0"
+        with pytest.raises(FetchError) as caught:
+            pool.parse("broken", b"<html>" + b" " * ParserPool.SMALL + b"</html>", {}, "http://x/")
+        assert str(caught.value) == "feed broken: the URL serves an HTML page, not a feed"
+    finally:
+        pool.close()

@@ -25,6 +25,7 @@ from watcher.config import Config, FeedConfig
 from watcher.deliver import DeliveryReport, RateLimiter, deliver_due
 from watcher.http import new_session
 from watcher.notify import build_notifiers
+from watcher.parse import ParserPool, parse_feed
 from watcher.poll import Poller, PollOutcome
 from watcher.rules import Matcher
 from watcher.state import DatabaseLock, Store
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 DELIVERY_INTERVAL = timedelta(seconds=10)
 """How often the outbox is checked for retries that came due; new alerts wake it at once."""
 DELIVERY_JOB = "deliver"
+PARSER_POOL_FROM = 20
+"""Feeds from which parsing goes to worker processes (below, they would only cost start-up)."""
 
 
 def now() -> datetime:
@@ -48,7 +51,14 @@ class Pipeline:
         settings = config.settings
         self.store = Store(settings.database)
         self.session = new_session(settings.user_agent, pool_size=settings.concurrency)
-        self.poller = Poller(self.store, self.session, Matcher(config.compiled_rules()), settings)
+        self.parsers = ParserPool() if len(config.feeds) >= PARSER_POOL_FROM else None
+        self.poller = Poller(
+            self.store,
+            self.session,
+            Matcher(config.compiled_rules()),
+            settings,
+            parse=self.parsers.parse if self.parsers else parse_feed,
+        )
         self.notifiers = build_notifiers(config, self.session)
         self.limiters = {
             name: RateLimiter(notifier.rate)
@@ -71,6 +81,8 @@ class Pipeline:
         )
 
     def close(self) -> None:
+        if self.parsers is not None:
+            self.parsers.close()
         self.session.close()
         self.store.close()
 

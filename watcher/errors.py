@@ -33,6 +33,14 @@ class FetchError(WatcherError):
         self.reason = message
         super().__init__(f"feed {feed}: {message}")
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Rebuilt from its parts when it crosses a process (parsing runs in a pool)."""
+        return (_fetch_error, (type(self), self.feed, self.reason, self.status))
+
+
+def _fetch_error(kind: type[FetchError], feed: str, message: str, status: int | None) -> FetchError:
+    return kind(feed, message, status=status)
+
 
 class DeliveryError(WatcherError):
     """A notifier could not deliver; ``retryable`` says whether trying again may help, and

@@ -12,8 +12,11 @@ import hashlib
 import html
 import io
 import json
+import multiprocessing
+import os
 import re
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -249,3 +252,23 @@ def _time(value: Any) -> datetime | None:
         return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
     except (OverflowError, ValueError, TypeError):
         return None
+
+
+class ParserPool:
+    """Feeds parsed in worker processes, one per core: feedparser is pure Python, so threads
+    share one core while parsing dominates a cycle of changed feeds. Small bodies, whose
+    trip to a worker would cost more than their parsing, stay in the calling thread."""
+
+    SMALL = 32 * 1024
+
+    def __init__(self, workers: int | None = None) -> None:
+        context = multiprocessing.get_context("forkserver")
+        self._pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count(), mp_context=context)
+
+    def parse(self, feed: str, body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
+        if len(body) < self.SMALL:
+            return parse_feed(feed, body, headers, url)
+        return self._pool.submit(parse_feed, feed, body, dict(headers), url).result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

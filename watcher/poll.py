@@ -6,6 +6,7 @@ import hashlib
 import logging
 import sqlite3
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
@@ -16,7 +17,7 @@ from watcher.config import FeedConfig, Settings
 from watcher.errors import FetchError
 from watcher.fetch import FetchResult, fetch
 from watcher.models import Entry
-from watcher.parse import parse_feed
+from watcher.parse import ParsedFeed, parse_feed
 from watcher.rules import Match, Matcher
 from watcher.state import NewItem, Store
 from watcher.text import one_line
@@ -60,6 +61,8 @@ class Poller:
     session: requests.Session
     matcher: Matcher
     settings: Settings
+    parse: Callable[[str, bytes, Mapping[str, str], str], ParsedFeed] = parse_feed
+    """How bodies are parsed: in the polling thread, or in a ``ParserPool``."""
     reported: set[tuple[str, str]] = field(default_factory=set)
     """(feed, kind) of the problems already reported, so each is logged once."""
     _hosts: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
@@ -119,7 +122,7 @@ class Poller:
                     )
                     _log_recovery(feed.name, state.failures)
                 return PollOutcome(feed.name, "not_modified")
-            parsed = parse_feed(feed.name, result.body, result.headers, result.url)
+            parsed = self.parse(feed.name, result.body, result.headers, result.url)
         except FetchError as exc:
             return self._failed(feed, exc, now, dry_run=dry_run, previous=state.failures)
 
