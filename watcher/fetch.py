@@ -72,8 +72,12 @@ def fetch(
     timeout: float = 30.0,
     max_size: int = 10 * 1000**2,
     headers: Mapping[str, str] | None = None,
+    origin: str | None = None,
 ) -> FetchResult:
     """GET a feed, conditionally; a 304 is a result with an empty body, not an error.
+
+    ``origin`` is the URL the user configured, when ``url`` is where it moved: whether a
+    redirect may lead into the local network depends on the address the user chose.
 
     ``timeout`` bounds the connection, each read and the whole download, redirects
     included, so a server that drips bytes cannot hold a worker for long.
@@ -99,7 +103,7 @@ def fetch(
                     return _result(
                         response,
                         feed,
-                        url,
+                        origin or url,
                         current,
                         deadline,
                         timeout,
@@ -109,7 +113,7 @@ def fetch(
                         permanent,
                         downgraded,
                     )
-                target = _redirect_target(feed, url, current, response, visited)
+                target = _redirect_target(feed, origin or url, current, response, visited)
             permanent = permanent and status in PERMANENT
             downgraded = downgraded or (current.startswith("https:") and target.startswith("http:"))
             current = target

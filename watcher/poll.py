@@ -101,7 +101,8 @@ class Poller:
                 result = fetch(
                     self.session,
                     feed.name,
-                    feed.url,
+                    state.moved_to or feed.url,  # a permanent move is followed directly
+                    origin=feed.url,
                     etag=state.etag,
                     last_modified=state.last_modified,
                     timeout=self.settings.timeout.total_seconds(),

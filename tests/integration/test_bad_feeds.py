@@ -118,3 +118,12 @@ def test_a_permanent_redirect_chain_is_followed_and_reported(poll_one, feed_serv
     outcome = poll_one(Route(b"", status=308, location=feed_server.url("/a.xml")))
     assert [item.entry.title for item in outcome.new_items] == ["Istanbul talks"]
     assert f"feed hostile moved permanently to {feed_server.url('/b.xml')}" in caplog.text
+
+
+def test_a_permanent_move_is_used_by_the_next_polls(poll_one, feed_server):
+    feed_server.routes["/new.xml"] = Route(rss({"guid": "1", "title": "Istanbul talks"}))
+    poll_one(Route(b"", status=301, location=feed_server.url("/new.xml")))
+    del feed_server.requests[:]
+    outcome = poll_one(Route(b"", status=301, location=feed_server.url("/new.xml")))
+    assert outcome.status == "not_modified"  # the same body as before
+    assert [request.path for request in feed_server.requests] == ["/new.xml"]
