@@ -162,3 +162,16 @@ def test_retry_after_of_a_503_is_kept(session):
     with pytest.raises(FeedHTTPError) as caught:
         fetch(session, "f", URL)
     assert caught.value.retry_after == 120
+
+
+def test_proxies_come_from_the_environment_once_per_host(monkeypatch):
+    from watcher.http import _proxies, proxies_for
+
+    _proxies.cache_clear()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
+    monkeypatch.setenv("NO_PROXY", "intranet.example.org")
+    try:
+        assert proxies_for("https://feeds.example.org/a")["https"] == "http://proxy.example.org:3128"
+        assert "https" not in proxies_for("https://intranet.example.org/feed")
+    finally:
+        _proxies.cache_clear()

@@ -20,7 +20,7 @@ import requests
 import urllib3
 
 from watcher.errors import FetchError
-from watcher.http import describe, retry_after
+from watcher.http import describe, proxies_for, retry_after
 
 CHUNK = 64 * 1024
 MAX_REDIRECTS = 5
@@ -97,6 +97,7 @@ def fetch(
                 timeout=timeout,
                 stream=True,
                 allow_redirects=False,
+                proxies=proxies_for(current),
             ) as response:
                 status = response.status_code
                 if status not in REDIRECTS:
@@ -139,8 +140,10 @@ def _result(
     status = response.status_code
     if status == 304:
         body = b""
+        _release(response)
     elif 200 <= status < 300:
         body = _read(response, feed, deadline, timeout, max_size)
+        _release(response)
     else:
         wait = retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
         raise FeedHTTPError(feed, _status_message(response), status=status, retry_after=wait)
@@ -217,6 +220,13 @@ def _read(
             raise FetchError(feed, f"download took longer than {timeout:g}s")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _release(response: requests.Response) -> None:
+    """Give the connection back to the pool once the body is read, for the next request to
+    the host to reuse (requests would close it: it did not read the body itself)."""
+    response.raw.read()
+    response.raw.release_conn()
 
 
 def _status_message(response: requests.Response) -> str:

@@ -238,7 +238,7 @@ class Store:
             connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA synchronous = NORMAL")
-            db = Database(connection)
+            db = Database(connection, execute_plugins=False)
             self._local.db = db
             with self._lock:
                 self._connections.append(connection)

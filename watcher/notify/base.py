@@ -11,7 +11,7 @@ import requests
 
 from watcher.config import Rate
 from watcher.errors import DeliveryError
-from watcher.http import describe, retry_after
+from watcher.http import describe, proxies_for, retry_after
 from watcher.models import Alert, Digest
 from watcher.text import one_line, plain
 
@@ -53,7 +53,12 @@ class Notifier(ABC):
         retryable; any other status is permanent."""
         try:
             response = self.session.post(
-                url, data=body, headers=dict(headers), timeout=self.timeout, allow_redirects=False
+                url,
+                data=body,
+                headers=dict(headers),
+                timeout=self.timeout,
+                allow_redirects=False,
+                proxies=proxies_for(url),
             )
         except requests.RequestException as exc:
             raise DeliveryError(self.name, describe(exc, self.timeout)) from exc
