@@ -171,7 +171,9 @@ def test_proxies_come_from_the_environment_once_per_host(monkeypatch):
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.org:3128")
     monkeypatch.setenv("NO_PROXY", "intranet.example.org")
     try:
-        assert proxies_for("https://feeds.example.org/a")["https"] == "http://proxy.example.org:3128"
+        assert (
+            proxies_for("https://feeds.example.org/a")["https"] == "http://proxy.example.org:3128"
+        )
         assert "https" not in proxies_for("https://intranet.example.org/feed")
     finally:
         _proxies.cache_clear()

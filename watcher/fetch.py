@@ -62,6 +62,30 @@ class FeedHTTPError(FetchError):
         self.retry_after = retry_after
 
 
+@dataclass
+class _Hops:
+    """Where a fetch has been: the redirects followed so far."""
+
+    origin: str
+    current: str
+    visited: list[str]
+    permanent: bool = True
+    downgraded: bool = False
+
+    def follow(self, feed: str, response: requests.Response) -> None:
+        target = _redirect_target(feed, self.origin, self.current, response, self.visited)
+        self.permanent = self.permanent and response.status_code in PERMANENT
+        if self.current.startswith("https:") and target.startswith("http:"):
+            self.downgraded = True
+        self.current = target
+        self.visited.append(target)
+
+    @property
+    def moved_to(self) -> str | None:
+        """Where the feed lives now, if every redirect on the way was permanent."""
+        return self.current if self.permanent and self.current != self.origin else None
+
+
 def fetch(
     session: requests.Session,
     feed: str,
@@ -88,76 +112,50 @@ def fetch(
     if last_modified:
         request_headers["If-Modified-Since"] = last_modified
     deadline = time.monotonic() + timeout
-    current, visited, permanent, downgraded = url, [url], True, False
+    hops = _Hops(origin or url, url, [url])
     try:
         for _ in range(MAX_REDIRECTS + 1):
             with session.get(
-                current,
+                hops.current,
                 headers=request_headers,
                 timeout=timeout,
                 stream=True,
                 allow_redirects=False,
-                proxies=proxies_for(current),
+                proxies=proxies_for(hops.current),
             ) as response:
-                status = response.status_code
-                if status not in REDIRECTS:
-                    return _result(
-                        response,
-                        feed,
-                        origin or url,
-                        current,
-                        deadline,
-                        timeout,
-                        max_size,
-                        etag,
-                        last_modified,
-                        permanent,
-                        downgraded,
+                if response.status_code not in REDIRECTS:
+                    body = _body(response, feed, deadline, timeout, max_size)
+                    response_headers = {k.lower(): v for k, v in response.headers.items()}
+                    return FetchResult(
+                        status=response.status_code,
+                        url=hops.current,
+                        body=body,
+                        headers=response_headers,
+                        etag=response_headers.get("etag") or etag,
+                        last_modified=response_headers.get("last-modified") or last_modified,
+                        moved_to=hops.moved_to,
+                        downgraded=hops.downgraded,
                     )
-                target = _redirect_target(feed, origin or url, current, response, visited)
-            permanent = permanent and status in PERMANENT
-            downgraded = downgraded or (current.startswith("https:") and target.startswith("http:"))
-            current = target
-            visited.append(target)
+                hops.follow(feed, response)
     except requests.RequestException as exc:
         raise FetchError(feed, describe(exc, timeout)) from exc
     raise FetchError(feed, f"more than {MAX_REDIRECTS} redirects")
 
 
-def _result(
-    response: requests.Response,
-    feed: str,
-    url: str,
-    current: str,
-    deadline: float,
-    timeout: float,
-    max_size: int,
-    etag: str | None,
-    last_modified: str | None,
-    permanent: bool,
-    downgraded: bool,
-) -> FetchResult:
+def _body(
+    response: requests.Response, feed: str, deadline: float, timeout: float, max_size: int
+) -> bytes:
+    """The body of a 2xx (empty for a 304); an error status raises FeedHTTPError."""
     status = response.status_code
     if status == 304:
-        body = b""
         _release(response)
-    elif 200 <= status < 300:
+        return b""
+    if 200 <= status < 300:
         body = _read(response, feed, deadline, timeout, max_size)
         _release(response)
-    else:
-        wait = retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
-        raise FeedHTTPError(feed, _status_message(response), status=status, retry_after=wait)
-    response_headers = {name.lower(): value for name, value in response.headers.items()}
-    return FetchResult(
-        status=status,
-        url=current,
-        body=body,
-        headers=response_headers,
-        etag=response_headers.get("etag") or etag,
-        last_modified=response_headers.get("last-modified") or last_modified,
-        moved_to=current if permanent and current != url else None,
-        downgraded=downgraded,
-    )
+        return body
+    wait = retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
+    raise FeedHTTPError(feed, _status_message(response), status=status, retry_after=wait)
 
 
 def _redirect_target(

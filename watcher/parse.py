@@ -271,4 +271,5 @@ class ParserPool:
         return self._pool.submit(parse_feed, feed, body, dict(headers), url).result()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

@@ -19,7 +19,7 @@ from watcher.fetch import FetchResult, fetch
 from watcher.models import Entry
 from watcher.parse import ParsedFeed, parse_feed
 from watcher.rules import Match, Matcher
-from watcher.state import NewItem, Store
+from watcher.state import FeedState, NewItem, Store
 from watcher.text import one_line
 
 log = logging.getLogger(__name__)
@@ -97,19 +97,7 @@ class Poller:
         if state.next_poll is not None and now < state.next_poll:
             return PollOutcome(feed.name, "waiting", error=state.last_error)
         try:
-            with self._host_slot(feed.url):
-                result = fetch(
-                    self.session,
-                    feed.name,
-                    state.moved_to or feed.url,  # a permanent move is followed directly
-                    origin=feed.url,
-                    etag=state.etag,
-                    last_modified=state.last_modified,
-                    timeout=self.settings.timeout.total_seconds(),
-                    max_size=self.settings.max_feed_size,
-                    headers=feed.headers,
-                )
-            self._report_moves(feed, result)
+            result = self._fetch(feed, state)
             body_hash = hashlib.sha256(result.body).hexdigest() if result.body else None
             if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
                 if not dry_run:
@@ -126,28 +114,11 @@ class Poller:
             parsed = self.parse(feed.name, result.body, result.headers, result.url)
         except FetchError as exc:
             return self._failed(feed, exc, now, dry_run=dry_run, previous=state.failures)
-
         if parsed.problem:
-            self._report_once(
-                feed.name,
-                "parse",
-                "feed %s: parsed with errors, items used: %s",
-                feed.name,
-                parsed.problem,
-            )
-        keys = [entry.key for entry in parsed.entries]
-        unseen = self.store.unseen(feed.name, keys)
-        baseline = not state.baseline_done and not feed.backfill
-        cutoff = now - self.settings.max_item_age
-        new_items = tuple(
-            NewItem(
-                entry,
-                () if baseline or _too_old(entry.published, cutoff) else self._match(entry, feed),
-            )
-            for entry in parsed.entries
-            if entry.key in unseen
-        )
-        outcome = PollOutcome(feed.name, "new", new_items, baseline=baseline)
+            message = "feed %s: parsed with errors, items used: %s"
+            self._report_once(feed.name, "parse", message, feed.name, parsed.problem)
+        outcome = PollOutcome(feed.name, "new", self._new_items(feed, state, parsed, now))
+        outcome = replace(outcome, baseline=not state.baseline_done and not feed.backfill)
         if dry_run:
             return outcome
         deliveries = self.store.ingest(
@@ -155,8 +126,8 @@ class Poller:
             feed.url,
             etag=result.etag,
             last_modified=result.last_modified,
-            present=keys,
-            new_items=new_items,
+            present=[entry.key for entry in parsed.entries],
+            new_items=outcome.new_items,
             now=now,
             moved_to=result.moved_to,
             body_hash=body_hash,
@@ -164,6 +135,39 @@ class Poller:
         _log_recovery(feed.name, state.failures)
         _log_outcome(outcome, deliveries)
         return replace(outcome, deliveries=deliveries)
+
+    def _fetch(self, feed: FeedConfig, state: FeedState) -> FetchResult:
+        with self._host_slot(feed.url):
+            result = fetch(
+                self.session,
+                feed.name,
+                state.moved_to or feed.url,  # a permanent move is followed directly
+                origin=feed.url,
+                etag=state.etag,
+                last_modified=state.last_modified,
+                timeout=self.settings.timeout.total_seconds(),
+                max_size=self.settings.max_feed_size,
+                headers=feed.headers,
+            )
+        self._report_moves(feed, result)
+        return result
+
+    def _new_items(
+        self, feed: FeedConfig, state: FeedState, parsed: ParsedFeed, now: datetime
+    ) -> tuple[NewItem, ...]:
+        """The entries not seen before, matched unless they are the baseline of a first poll
+        or older than ``max_item_age``."""
+        unseen = self.store.unseen(feed.name, [entry.key for entry in parsed.entries])
+        baseline = not state.baseline_done and not feed.backfill
+        cutoff = now - self.settings.max_item_age
+        return tuple(
+            NewItem(
+                entry,
+                () if baseline or _too_old(entry.published, cutoff) else self._match(entry, feed),
+            )
+            for entry in parsed.entries
+            if entry.key in unseen
+        )
 
     def _match(self, entry: Entry, feed: FeedConfig) -> tuple[Match, ...]:
         return tuple(self.matcher.match(entry.searchable(), feed.name, feed.tags))
