@@ -28,7 +28,7 @@ from xml.sax.saxutils import escape
 import yaml
 
 from watcher.config import loads
-from watcher.daemon import run_once
+from watcher.cycle import run_once
 
 ADDRESSES = [f"127.0.0.{n}" for n in range(1, 9)]
 WORDS = "talks ceasefire minister kremlin istanbul summit delegation sanctions".split()

@@ -86,7 +86,7 @@ def run(config_file: str | None) -> None:
 @handle_errors
 def once(config_file: str | None, dry_run: bool) -> None:
     """Poll every feed once, make one delivery pass, and exit."""
-    from watcher.daemon import run_once
+    from watcher.cycle import run_once
 
     config = _load(config_file)
     logs.setup(config.settings.log_format)

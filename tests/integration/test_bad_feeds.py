@@ -12,7 +12,7 @@ import yaml
 
 from tests.conftest import DATA, rss
 from tests.servers import Route
-from watcher.daemon import run_once
+from watcher.cycle import run_once
 
 BAD = DATA / "bad"
 EXPECTED = yaml.safe_load((BAD / "expected.yaml").read_text(encoding="utf-8"))

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import rss
 from tests.servers import Route
-from watcher.daemon import run_once
+from watcher.cycle import run_once
 
 STORY = {
     "guid": "story-1",

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.config import Config, loads
-from watcher.daemon import run_once
+from watcher.cycle import run_once
 
 DEMO_CONFIG = """\
 settings:

@@ -1,0 +1,112 @@
+"""One cycle: poll every feed, then deliver (``watcher once``); and the pipeline the
+daemon runs the same steps with, built once from a config."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor as Pool
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from watcher.config import Config
+from watcher.deliver import DeliveryReport, RateLimiter, deliver_due
+from watcher.http import new_session
+from watcher.notify import build_notifiers
+from watcher.parse import ParserPool, parse_feed
+from watcher.poll import Poller, PollOutcome
+from watcher.rules import Matcher
+from watcher.state import DatabaseLock, Store
+
+log = logging.getLogger(__name__)
+
+PARSER_POOL_FROM = 20
+"""Feeds from which parsing goes to worker processes (below, they would only cost start-up)."""
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Pipeline:
+    """Everything a poll or a delivery pass needs, built once from a config."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        settings = config.settings
+        self.store = Store(settings.database)
+        self.session = new_session(settings.user_agent, pool_size=settings.concurrency)
+        self.parsers = ParserPool() if len(config.feeds) >= PARSER_POOL_FROM else None
+        self.poller = Poller(
+            self.store,
+            self.session,
+            Matcher(config.compiled_rules()),
+            settings,
+            parse=self.parsers.parse if self.parsers else parse_feed,
+        )
+        self.notifiers = build_notifiers(config, self.session)
+        self.limiters = {
+            name: RateLimiter(notifier.rate)
+            for name, notifier in self.notifiers.items()
+            if notifier.rate is not None
+        }
+        self.stopping = threading.Event()
+        # The config and the compiled rules live as long as the process and hold no cycles
+        # to collect: keep the collector from walking them at every collection.
+        gc.freeze()
+
+    def deliver(self) -> DeliveryReport:
+        return deliver_due(
+            self.store,
+            self.notifiers,
+            self.config.settings.retry,
+            now(),
+            limiters=self.limiters,
+            stop=self.stopping,
+        )
+
+    def close(self) -> None:
+        if self.parsers is not None:
+            self.parsers.close()
+        self.session.close()
+        self.store.close()
+
+
+@dataclass
+class CycleReport:
+    outcomes: list[PollOutcome] = field(default_factory=list)
+    delivery: DeliveryReport = field(default_factory=DeliveryReport)
+
+    @property
+    def failed(self) -> bool:
+        failed_polls = any(outcome.status == "failed" for outcome in self.outcomes)
+        return failed_polls or bool(self.delivery.retrying or self.delivery.dead)
+
+
+def run_once(config: Config, *, dry_run: bool = False) -> CycleReport:
+    """Poll every feed once, concurrently, then make one delivery pass (unless dry-run)."""
+    lock = DatabaseLock(config.settings.database)
+    if not dry_run:
+        lock.acquire()
+    try:
+        pipeline = Pipeline(config)
+        if not dry_run:
+            pipeline.store.release_leases()
+        try:
+            moment = now()
+            with Pool(max_workers=config.settings.concurrency) as pool:
+                outcomes = list(
+                    pool.map(
+                        lambda feed: pipeline.poller.poll(feed, moment, dry_run=dry_run),
+                        config.feeds,
+                    )
+                )
+            report = CycleReport(outcomes)
+            if not dry_run:
+                report.delivery = pipeline.deliver()
+            return report
+        finally:
+            pipeline.close()
+    finally:
+        lock.release()
