@@ -115,14 +115,7 @@ def fetch(
     hops = _Hops(origin or url, url, [url])
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            with session.get(
-                hops.current,
-                headers=request_headers,
-                timeout=timeout,
-                stream=True,
-                allow_redirects=False,
-                proxies=proxies_for(hops.current),
-            ) as response:
+            with _get(session, hops.current, request_headers, timeout) as response:
                 if response.status_code not in REDIRECTS:
                     body = _body(response, feed, deadline, timeout, max_size)
                     response_headers = {k.lower(): v for k, v in response.headers.items()}
@@ -140,6 +133,21 @@ def fetch(
     except requests.RequestException as exc:
         raise FetchError(feed, describe(exc, timeout)) from exc
     raise FetchError(feed, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _get(
+    session: requests.Session, url: str, headers: Mapping[str, str], timeout: float
+) -> requests.Response:
+    """One GET, straight to the session's transport adapter: a feed needs no cookies, auth
+    hooks or redirect handling from requests, whose general path costs half of a 304 poll."""
+    request = requests.Request("GET", url, headers={**session.headers, **headers}).prepare()
+    return session.get_adapter(url).send(
+        request,
+        stream=True,
+        timeout=timeout,
+        verify=True if session.verify is None else session.verify,
+        proxies=proxies_for(url),
+    )
 
 
 def _body(
