@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from sqlite_utils import Database, Migrations
 
@@ -400,9 +400,16 @@ class Store:
         """
         stamp = timestamp(now)
         created = 0
+        items = list(new_items)
         with self._write() as db:
             self._ensure_feed(db, feed, url, now)
-            for item in new_items:
+            db.conn.executemany(  # most items match nothing: stored in one statement
+                _INSERT_ITEM,
+                [_item_row(feed, i.entry, stamp) for i in items if not i.matches],
+            )
+            for item in items:
+                if not item.matches:
+                    continue
                 canonical = canonical_link(item.entry.link)
                 item_id = self._insert_item(db, feed, item.entry, canonical, stamp)
                 if item_id is None:
@@ -445,25 +452,8 @@ class Store:
     def _insert_item(
         self, db: Database, feed: str, entry: Entry, canonical: str, stamp: str
     ) -> int | None:
-        published = timestamp(entry.published) if entry.published else None
         row = db.execute(
-            "INSERT INTO items (feed, key, title, link, canonical, summary, content, author,"
-            " tags, published, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (feed, key) DO NOTHING RETURNING id",
-            [
-                feed,
-                entry.key,
-                entry.title,
-                entry.link,
-                canonical or None,
-                entry.summary,
-                entry.content,
-                entry.author,
-                json.dumps(list(entry.tags), ensure_ascii=False),
-                published,
-                stamp,
-                stamp,
-            ],
+            _INSERT_ITEM + " RETURNING id", _item_row(feed, entry, stamp, canonical)
         ).fetchone()
         return None if row is None else int(row[0])
 
@@ -685,6 +675,33 @@ class Store:
     def delivery_counts(self) -> dict[str, int]:
         rows = self._db().execute("SELECT status, count(*) FROM deliveries GROUP BY status")
         return {status: count for status, count in rows}
+
+
+_INSERT_ITEM = (
+    "INSERT INTO items (feed, key, title, link, canonical, summary, content, author, tags,"
+    " published, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (feed, key) DO NOTHING"
+)
+
+
+def _item_row(feed: str, entry: Entry, stamp: str, canonical: str | None = None) -> list[Any]:
+    published = timestamp(entry.published) if entry.published else None
+    if canonical is None:
+        canonical = canonical_link(entry.link)
+    return [
+        feed,
+        entry.key,
+        entry.title,
+        entry.link,
+        canonical or None,
+        entry.summary,
+        entry.content,
+        entry.author,
+        json.dumps(list(entry.tags), ensure_ascii=False),
+        published,
+        stamp,
+        stamp,
+    ]
 
 
 def _ids(delivery_ids: int | Sequence[int]) -> list[int]:
