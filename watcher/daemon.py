@@ -15,11 +15,20 @@ import threading
 from datetime import UTC, timedelta
 from types import FrameType
 
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobExecutionEvent,
+)
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from watcher.config import Config, FeedConfig
 from watcher.cycle import Pipeline, now
+from watcher.errors import StateError
+from watcher.health import HealthServer
+from watcher.metrics import Metrics
 from watcher.state import DatabaseLock
 
 log = logging.getLogger(__name__)
@@ -50,6 +59,22 @@ class Daemon:
         self.stopping = self.pipeline.stopping
         self._delivering = threading.Lock()
         self._deliver_again = threading.Event()
+        self.metrics = Metrics(self.pipeline.store)
+        self.scheduler.add_listener(
+            self._on_scheduler_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+        )
+        listen = config.settings.listen
+        self.health = None
+        if listen:
+            try:
+                self.health = HealthServer(listen, self.check, self.metrics.text)
+            except OSError as exc:
+                self.pipeline.close()
+                self.lock.release()
+                raise StateError(
+                    f"cannot listen on {listen}: {exc.strerror} (change settings.listen, "
+                    "or set it to null)"
+                ) from exc
 
     def start(self) -> None:
         start = now()
@@ -76,6 +101,9 @@ class Daemon:
             max_instances=2,
         )
         self.scheduler.start()
+        if self.health is not None:
+            self.health.start()
+            log.info("health and metrics on http://%s/healthz and /metrics", self.health.address)
         for warning in self.config.warnings():
             log.warning("%s", warning)
         log.info(
@@ -99,6 +127,8 @@ class Daemon:
         """Stop scheduling and wait for the polls and deliveries in flight; each has a
         deadline, and whatever is not sent stays pending in the outbox."""
         log.info("stopping: waiting for polls and deliveries in flight")
+        if self.health is not None:
+            self.health.stop()
         self.scheduler.shutdown(wait=True)
         self.pipeline.close()
         self.lock.release()
@@ -114,8 +144,27 @@ class Daemon:
     def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
         log.warning("SIGHUP: reloading is not supported yet; restart watcher to apply changes")
 
+    def check(self) -> str | None:
+        """What makes the daemon unhealthy, or None: for ``/healthz``."""
+        if not self.scheduler.running or self.stopping.is_set():
+            return "the scheduler is not running"
+        return self.pipeline.store.writable()
+
+    def _on_scheduler_event(self, event: JobExecutionEvent) -> None:
+        kind = {
+            EVENT_JOB_ERROR: "error",
+            EVENT_JOB_MISSED: "missed",
+            EVENT_JOB_MAX_INSTANCES: "max_instances",
+        }.get(event.code, "other")
+        self.metrics.scheduler.labels(kind).inc()
+        if kind == "error":
+            log.error("job %s failed: %r", event.job_id, event.exception)
+        else:
+            log.warning("job %s: run %s", event.job_id, kind.replace("_", " "))
+
     def _poll(self, feed: FeedConfig) -> None:
         outcome = self.pipeline.poller.poll(feed, now())
+        self.metrics.observe_poll(outcome)
         if outcome.deliveries and not self.stopping.is_set():
             self.wake_delivery()
 
@@ -133,7 +182,7 @@ class Daemon:
                 return  # the pass running now sees the wake-up flag when it ends
             try:
                 self._deliver_again.clear()
-                self.pipeline.deliver()
+                self.metrics.observe_delivery(self.pipeline.deliver())
             finally:
                 self._delivering.release()
             if not self._deliver_again.is_set():

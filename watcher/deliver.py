@@ -44,13 +44,15 @@ class DeliveryReport:
     sent: int = 0
     retrying: int = 0
     dead: int = 0
+    by_notifier: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(notifier, "sent" | "retrying" | "dead") -> deliveries, for the metrics."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
-    def add(self, sent: int = 0, retrying: int = 0, dead: int = 0) -> None:
+    def add(self, notifier: str, result: str, count: int = 1) -> None:
         with self.lock:
-            self.sent += sent
-            self.retrying += retrying
-            self.dead += dead
+            setattr(self, result, getattr(self, result) + count)
+            key = (notifier, result)
+            self.by_notifier[key] = self.by_notifier.get(key, 0) + count
 
 
 class RateLimiter:
@@ -174,12 +176,12 @@ class _Drain:
                 note = _attempt(notifier, functools.partial(notifier.send_digest, digest))
             except DeliveryError as exc:
                 if self._record_failure(deliveries, exc):
-                    self.report.add(retrying=len(ids))
+                    self.report.add(notifier.name, "retrying", len(ids))
                     return
-                self.report.add(dead=len(ids))
+                self.report.add(notifier.name, "dead", len(ids))
                 continue
             self.store.mark_sent(ids, self.clock(), note)
-            self.report.add(sent=len(ids))
+            self.report.add(notifier.name, "sent", len(ids))
             log.info(
                 "digest sent: notifier %s, %d alerts of %s (delivery %s)",
                 notifier.name,
@@ -194,12 +196,12 @@ class _Drain:
             note = _attempt(notifier, functools.partial(notifier.send, delivery.alert))
         except DeliveryError as exc:
             if self._record_failure([delivery], exc):
-                self.report.add(retrying=1)
+                self.report.add(notifier.name, "retrying")
                 return False
-            self.report.add(dead=1)
+            self.report.add(notifier.name, "dead")
             return True
         self.store.mark_sent(delivery.id, self.clock(), note)
-        self.report.add(sent=1)
+        self.report.add(notifier.name, "sent")
         log.log(
             logging.WARNING if note else logging.INFO,
             "alert sent: rule %s, notifier %s, item %r (delivery %s)%s",

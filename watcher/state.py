@@ -263,6 +263,16 @@ class Store:
             raise
         db.conn.execute("COMMIT")
 
+    def writable(self) -> str | None:
+        """What keeps the database from being written, or None when it can be."""
+        try:
+            db = self._db()
+            db.conn.execute("BEGIN IMMEDIATE")
+            db.conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            return f"database {self.path} not writable: {exc}"
+        return None
+
     # feeds
 
     def feed_state(self, name: str, url: str | None = None) -> FeedState:

@@ -20,13 +20,19 @@ def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def daemon_config(tmp_path: Path, feed_url: str, hook_url: str, **hook: Any) -> Path:
+def daemon_config(
+    tmp_path: Path, feed_url: str, hook_url: str, listen: str | None = None, **hook: Any
+) -> Path:
     """One feed polled every second, one rule (Istanbul), one webhook."""
     config = tmp_path / "watch.yaml"
     config.write_text(
         yaml.safe_dump(
             {
-                "settings": {"database": str(tmp_path / "w.db"), "listen": None, "interval": "1s"},
+                "settings": {
+                    "database": str(tmp_path / "w.db"),
+                    "listen": listen,
+                    "interval": "1s",
+                },
                 "feeds": [{"url": feed_url, "name": "world"}],
                 "rules": [{"name": "talks", "query": "Istanbul", "notify": ["hook"]}],
                 "notify": {"hook": {"type": "webhook", "url": hook_url, **hook}},

@@ -1,0 +1,90 @@
+"""The daemon as an operator sees it: /healthz, /metrics, a second daemon refused."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import urllib.request
+
+from tests.conftest import rss
+from tests.integration.process import daemon_config, start, wait_for
+from tests.servers import Route, free_port
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def test_health_and_metrics_and_a_second_daemon_refused(tmp_path, feed_server, receiver):
+    feed_server.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "Old news"}))
+    listen = f"127.0.0.1:{free_port()}"
+    config = daemon_config(
+        tmp_path, feed_server.url("/feed.xml"), receiver.url("/hook"), listen=listen
+    )
+    daemon = start(config)
+    try:
+        wait_for(lambda: get(f"http://{listen}/healthz")[0] == 200)
+        assert get(f"http://{listen}/healthz") == (200, "ok\n")
+        feed_server.routes["/feed.xml"] = Route(
+            rss({"guid": "2", "title": "Istanbul talks"}, {"guid": "1", "title": "Old news"})
+        )
+        wait_for(lambda: receiver.requests)
+        wait_for(
+            lambda: (
+                'watcher_deliveries_total{notifier="hook",result="sent"} 1.0'
+                in get(f"http://{listen}/metrics")[1]
+            )
+        )
+        metrics = get(f"http://{listen}/metrics")[1]
+        assert 'watcher_polls_total{result="new"}' in metrics
+        assert 'watcher_matches_total{rule="talks"} 1.0' in metrics
+        assert 'watcher_outbox{status="sent"} 1.0' in metrics
+        assert 'watcher_feed_consecutive_failures{feed="world"} 0.0' in metrics
+        assert 'watcher_feed_last_success_timestamp_seconds{feed="world"}' in metrics
+        assert "process_resident_memory_bytes" in metrics
+        assert get(f"http://{listen}/nope")[0] == 404
+
+        second = subprocess.run(
+            [sys.executable, "-m", "watcher", "run", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert second.returncode == 1
+        assert "another watcher" in second.stderr and "is already polling" in second.stderr
+
+        daemon.send_signal(signal.SIGTERM)
+        output, _ = daemon.communicate(timeout=10)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
+    assert daemon.returncode == 0, output
+    assert f"health and metrics on http://{listen}/healthz" in output
+
+
+def test_a_busy_listen_address_is_a_clear_error(tmp_path, feed_server, receiver):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+        config = daemon_config(
+            tmp_path, feed_server.url("/feed.xml"), receiver.url("/hook"), listen=listen
+        )
+        result = subprocess.run(
+            [sys.executable, "-m", "watcher", "run", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert f"error: cannot listen on {listen}: Address already in use" in result.stderr

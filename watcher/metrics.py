@@ -1,0 +1,87 @@
+"""Prometheus metrics of the daemon, in a registry of its own.
+
+Counters are fed by the daemon as polls and delivery passes end; the outbox backlog and the
+per-feed health are read from the database at each scrape, so that they are true whatever
+process changed them (``watcher retry`` included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from watcher.deliver import DeliveryReport
+from watcher.poll import PollOutcome
+from watcher.state import Store
+
+
+class Metrics:
+    def __init__(self, store: Store) -> None:
+        self.registry = CollectorRegistry()
+        self.polls = Counter("watcher_polls", "Polls by result", ["result"], registry=self.registry)
+        self.new_items = Counter(
+            "watcher_new_items", "Items seen for the first time", registry=self.registry
+        )
+        self.matches = Counter(
+            "watcher_matches", "Matches by rule", ["rule"], registry=self.registry
+        )
+        self.deliveries = Counter(
+            "watcher_deliveries",
+            "Delivery attempts by notifier and result (sent, retrying, dead)",
+            ["notifier", "result"],
+            registry=self.registry,
+        )
+        self.scheduler = Counter(
+            "watcher_scheduler_events",
+            "Scheduler trouble: job errors, missed runs, runs refused by max_instances",
+            ["kind"],
+            registry=self.registry,
+        )
+        ProcessCollector(registry=self.registry)
+        self.registry.register(_StateCollector(store))
+
+    def observe_poll(self, outcome: PollOutcome) -> None:
+        self.polls.labels(outcome.status).inc()
+        self.new_items.inc(len(outcome.new_items))
+        for item in outcome.new_items:
+            for match in item.matches:
+                self.matches.labels(match.rule).inc()
+
+    def observe_delivery(self, report: DeliveryReport) -> None:
+        for (notifier, result), count in report.by_notifier.items():
+            self.deliveries.labels(notifier, result).inc(count)
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    """What the database knows, read at each scrape."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        backlog = GaugeMetricFamily(
+            "watcher_outbox", "Deliveries in the outbox by status", labels=["status"]
+        )
+        for status, count in sorted(self.store.delivery_counts().items()):
+            backlog.add_metric([status], count)
+        yield backlog
+        success = GaugeMetricFamily(
+            "watcher_feed_last_success_timestamp_seconds",
+            "When each feed was last polled successfully",
+            labels=["feed"],
+        )
+        failures = GaugeMetricFamily(
+            "watcher_feed_consecutive_failures", "Failed polls in a row", labels=["feed"]
+        )
+        for name, state in sorted(self.store.feed_states().items()):
+            if state.last_success is not None:
+                success.add_metric([name], state.last_success.timestamp())
+            failures.add_metric([name], state.failures)
+        yield success
+        yield failures
