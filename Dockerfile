@@ -1,6 +1,7 @@
 FROM python:3.12-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    WATCHER_LISTEN=0.0.0.0:9187
 WORKDIR /app
 
 COPY pyproject.toml README.md ./
@@ -15,4 +16,6 @@ COPY config ./config
 USER watcher
 VOLUME ["/app/state"]
 EXPOSE 9187
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:9187/healthz', timeout=4).status != 200)"]
 CMD ["watcher", "run", "-c", "/app/config/watch.yaml"]

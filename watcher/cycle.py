@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor as Pool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from watcher.config import Config
+from watcher.config import Config, Rate
 from watcher.deliver import DeliveryReport, RateLimiter, deliver_due
 from watcher.http import new_session
 from watcher.notify import build_notifiers
@@ -55,6 +55,20 @@ class Pipeline:
         # The config and the compiled rules live as long as the process and hold no cycles
         # to collect: keep the collector from walking them at every collection.
         gc.freeze()
+
+    def apply(self, config: Config) -> None:
+        """Take a reloaded config's rules, notifiers and settings; each is one assignment,
+        so a poll or a delivery pass sees the old set or the new one, never a mix."""
+        self.config = config
+        self.poller.matcher = Matcher(config.compiled_rules())
+        self.poller.settings = config.settings
+        notifiers = build_notifiers(config, self.session)
+        self.limiters = {
+            name: _limiter(self.limiters.get(name), notifier.rate)
+            for name, notifier in notifiers.items()
+            if notifier.rate is not None
+        }
+        self.notifiers = notifiers
 
     def deliver(self) -> DeliveryReport:
         return deliver_due(
@@ -110,3 +124,8 @@ def run_once(config: Config, *, dry_run: bool = False) -> CycleReport:
             pipeline.close()
     finally:
         lock.release()
+
+
+def _limiter(current: RateLimiter | None, rate: Rate) -> RateLimiter:
+    """The notifier's limiter, kept across a reload unless its rate changed."""
+    return current if current is not None and current.rate == rate else RateLimiter(rate)

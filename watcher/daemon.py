@@ -12,7 +12,8 @@ import logging
 import os
 import signal
 import threading
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 
 from apscheduler.events import (
@@ -24,9 +25,9 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from watcher.config import Config, FeedConfig
+from watcher.config import Config, FeedConfig, load
 from watcher.cycle import Pipeline, now
-from watcher.errors import StateError
+from watcher.errors import ConfigError, StateError
 from watcher.health import HealthServer
 from watcher.metrics import Metrics
 from watcher.state import DatabaseLock
@@ -36,6 +37,26 @@ log = logging.getLogger(__name__)
 DELIVERY_INTERVAL = timedelta(seconds=10)
 """How often the outbox is checked for retries that came due; new alerts wake it at once."""
 DELIVERY_JOB = "deliver"
+CONFIG_JOB = "config"
+CONFIG_CHECK = timedelta(seconds=2)
+"""How often the config file is checked for changes."""
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return None
+
+
+def _needs_restart(old: Config, new: Config) -> list[str]:
+    """Settings a reload cannot apply to a running daemon."""
+    keys = ("database", "listen", "concurrency", "log_format")
+    return [
+        f"settings.{key}"
+        for key in keys
+        if getattr(old.settings, key) != getattr(new.settings, key)
+    ]
 
 
 class Daemon:
@@ -60,6 +81,8 @@ class Daemon:
         self._delivering = threading.Lock()
         self._deliver_again = threading.Event()
         self.metrics = Metrics(self.pipeline.store)
+        self._reloading = threading.Lock()
+        self._config_mtime = _mtime(config.source)
         self.scheduler.add_listener(
             self._on_scheduler_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
         )
@@ -80,17 +103,15 @@ class Daemon:
         start = now()
         feeds = self.config.feeds
         for index, feed in enumerate(feeds):
-            interval = self.config.feed_interval(feed)
-            spread = interval * index / len(feeds)  # first polls spread: no thundering herd
-            self.scheduler.add_job(
-                self._poll,
-                "interval",
-                args=[feed],
-                id=f"poll:{feed.name}",
-                name=f"poll {feed.name}",
-                seconds=interval.total_seconds(),
-                next_run_time=start + spread,
-            )
+            spread = self.config.feed_interval(feed) * index / len(feeds)  # no thundering herd
+            self._schedule(feed, start + spread)
+        self.scheduler.add_job(
+            self._watch_config,
+            "interval",
+            id=CONFIG_JOB,
+            name="watch the config file",
+            seconds=CONFIG_CHECK.total_seconds(),
+        )
         self.scheduler.add_job(
             self._deliver,
             "interval",
@@ -142,7 +163,69 @@ class Daemon:
         self.stopping.set()
 
     def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
-        log.warning("SIGHUP: reloading is not supported yet; restart watcher to apply changes")
+        self.scheduler.add_job(self.reload, id="reload", replace_existing=True)
+
+    def _schedule(self, feed: FeedConfig, first: datetime) -> None:
+        self.scheduler.add_job(
+            self._poll,
+            "interval",
+            args=[feed],
+            id=f"poll:{feed.name}",
+            name=f"poll {feed.name}",
+            seconds=self.config.feed_interval(feed).total_seconds(),
+            next_run_time=first,
+            replace_existing=True,
+        )
+
+    def _watch_config(self) -> None:
+        try:
+            changed = Path(self.config.source).stat().st_mtime != self._config_mtime
+        except OSError:
+            return  # being replaced (editors write a new file, then rename it)
+        if changed:
+            self.reload()
+
+    def reload(self) -> None:
+        """Read the config again and apply it; an invalid one is reported and ignored.
+
+        Rules and notifiers are swapped in one assignment each, between polls; feeds added
+        are scheduled at once (their first poll is a baseline), removed ones unscheduled,
+        changed ones rescheduled. Nothing in the outbox is touched.
+        """
+        with self._reloading:
+            path = Path(self.config.source)
+            try:
+                self._config_mtime = path.stat().st_mtime
+                config = load(path)
+            except ConfigError as exc:
+                log.error(
+                    "config reload refused, the running config stays: %s",
+                    "; ".join(exc.problems),
+                )
+                return
+            for problem in _needs_restart(self.config, config):
+                log.warning("config reload: %s changed; restart watcher to apply it", problem)
+            old = {feed.name: feed for feed in self.config.feeds}
+            new = {feed.name: feed for feed in config.feeds}
+            self.config = config
+            self.pipeline.apply(config)
+            for name in old.keys() - new.keys():
+                self.scheduler.remove_job(f"poll:{name}")
+            for name, feed in new.items():
+                if old.get(name) != feed:
+                    self._schedule(feed, now() if name not in old else self._next_run(name))
+            log.info(
+                "config reloaded: %d feeds (%d added, %d removed), %d rules, %d notifiers",
+                len(new),
+                len(new.keys() - old.keys()),
+                len(old.keys() - new.keys()),
+                len(config.rules),
+                len(self.pipeline.notifiers),
+            )
+
+    def _next_run(self, name: str) -> datetime:
+        job = self.scheduler.get_job(f"poll:{name}")
+        return job.next_run_time if job is not None and job.next_run_time else now()
 
     def check(self) -> str | None:
         """What makes the daemon unhealthy, or None: for ``/healthz``."""

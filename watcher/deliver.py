@@ -60,6 +60,7 @@ class RateLimiter:
     ``count``. One per notifier, kept from pass to pass."""
 
     def __init__(self, rate: Rate, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
         self.capacity = float(rate.count)
         self.refill = rate.count / rate.period.total_seconds()
         self.tokens = self.capacity

@@ -8,7 +8,7 @@ import sys
 import urllib.request
 
 from tests.conftest import rss
-from tests.integration.process import daemon_config, start, wait_for
+from tests.integration.process import Output, daemon_config, start, wait_for
 from tests.servers import Route, free_port
 
 
@@ -88,3 +88,43 @@ def test_a_busy_listen_address_is_a_clear_error(tmp_path, feed_server, receiver)
         )
     assert result.returncode == 1
     assert f"error: cannot listen on {listen}: Address already in use" in result.stderr
+
+
+def test_the_config_is_reloaded_when_edited_and_a_bad_edit_is_refused(
+    tmp_path, feed_server, receiver
+):
+    import yaml
+
+    feed_server.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "Old news"}))
+    feed_server.routes["/other.xml"] = Route(rss({"guid": "o1", "title": "Peskov speaks"}))
+    config = daemon_config(tmp_path, feed_server.url("/feed.xml"), receiver.url("/hook"))
+    daemon = start(config)
+    output = Output(daemon)
+    try:
+        wait_for(lambda: feed_server.requests)
+        data = yaml.safe_load(config.read_text())
+        data["feeds"].append(
+            {"url": feed_server.url("/other.xml"), "name": "other", "backfill": True}
+        )
+        data["rules"].append({"name": "peskov", "query": "Peskov", "notify": ["hook"]})
+        config.write_text(yaml.safe_dump(data))
+        wait_for(lambda: any(r.json()["rule"] == "peskov" for r in receiver.requests))
+        output.wait_for("config reloaded: 2 feeds (1 added, 0 removed), 2 rules, 1 notifiers")
+
+        config.write_text("feeds: [\n")  # a broken edit: refused, the daemon goes on
+        daemon.send_signal(signal.SIGHUP)
+        output.wait_for("config reload refused, the running config stays:")
+        feed_server.routes["/feed.xml"] = Route(
+            rss({"guid": "2", "title": "Istanbul talks"}, {"guid": "1", "title": "Old news"})
+        )
+        wait_for(lambda: any(r.json()["rule"] == "talks" for r in receiver.requests))
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=10)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    text = output.close()
+    assert daemon.returncode == 0, text
+    assert "YAML syntax error" in text
+    assert receiver.bodies()[-1]["item"]["title"] == "Istanbul talks"  # the old config still ran
