@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,23 @@ def test_feeds_lists_status_per_feed(runner, tmp_path, feed_server):
     listing = runner.invoke(main, ["feeds", "-c", str(text)]).stdout.splitlines()
     assert listing[1].split()[:2] == ["world", "failing"]
     assert "HTTP 404 Not Found" in listing[1]
+
+
+def test_status_shows_daemon_database_feeds_outbox_and_alerts(runner, polled, tmp_path):
+    result = runner.invoke(main, ["status", "-c", str(polled)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "daemon:    not running"
+    assert lines[1].startswith(f"database:  {tmp_path / 'state' / 'w.db'} (") and lines[1].endswith(
+        ", 2 items)"
+    )
+    assert lines[2] == "feeds:     1 (1 ok)"
+    assert lines[3] == "outbox:    1 pending"
+    assert lines[4] == "last alerts:" and "talks  Istanbul talks resume" in lines[5]
+    lock = DatabaseLock(tmp_path / "state" / "w.db")
+    lock.acquire()
+    try:
+        running = runner.invoke(main, ["status", "-c", str(polled)]).stdout.splitlines()[0]
+    finally:
+        lock.release()
+    assert running == f"daemon:    running (pid {os.getpid()})"

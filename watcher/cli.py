@@ -10,7 +10,8 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -21,7 +22,7 @@ from watcher.errors import ConfigError, QueryError, WatcherError
 from watcher.links import safe_link
 from watcher.query import DEFAULT_FIELDS, parse
 from watcher.rules import Matcher, Rule
-from watcher.state import FeedState, Store, StoredItem
+from watcher.state import DatabaseLock, FeedState, Store, StoredItem
 from watcher.text import highlight, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -294,6 +295,37 @@ def search(query: str, limit: int, as_json: bool, config_file: str | None) -> No
         click.echo("nothing found")
     if not found:
         sys.exit(1)
+
+
+@main.command()
+@config_option
+@handle_errors
+def status(config_file: str | None) -> None:
+    """One screen: is a daemon running, the database, the feeds, the outbox, the last alerts."""
+    config = _load(config_file)
+    database = Path(config.settings.database)
+    holder = DatabaseLock(database).holder()
+    with _store(config) as store:
+        states = store.feed_states()
+        outbox = store.delivery_counts()
+        recent = store.recent_matches(datetime.now(UTC) - timedelta(days=7), limit=5)
+        items = sum(store.item_counts().values())
+    size = sum(path.stat().st_size for path in database.parent.glob(f"{database.name}*"))
+    health: dict[str, int] = {}
+    for feed in config.feeds:
+        state = states.get(feed.name) or FeedState(feed.name)
+        health[_feed_status(state)] = health.get(_feed_status(state), 0) + 1
+    click.echo(f"daemon:    {f'running (pid {holder})' if holder else 'not running'}")
+    click.echo(f"database:  {database} ({size / 1e6:.1f} MB, {items:,} items)")
+    feeds_line = ", ".join(f"{count} {name}" for name, count in sorted(health.items()))
+    click.echo(f"feeds:     {len(config.feeds)} ({feeds_line or 'none'})")
+    outbox_line = ", ".join(f"{count} {name}" for name, count in sorted(outbox.items()))
+    click.echo(f"outbox:    {outbox_line or 'empty'}")
+    click.echo("last alerts:" if recent else "last alerts: none in the last 7 days")
+    for match in recent:
+        click.echo(
+            f"  {_when(match.detected_at)}  {match.rule}  {one_line(match.item.entry.title)[:70]}"
+        )
 
 
 @main.command()

@@ -785,6 +785,18 @@ class DatabaseLock:
         handle.flush()
         self._file = handle
 
+    def holder(self) -> str | None:
+        """The pid of the process holding the lock, or None when nobody does."""
+        if not self.path.exists():
+            return None
+        with self.path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                return handle.read().strip() or "unknown"
+        return None
+
     def release(self) -> None:
         if self._file is not None:
             self._file.close()
