@@ -153,3 +153,35 @@ def test_unusable_database_path_is_a_state_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StateError, match="cannot open the database"):
         Store(blocker / "watcher.db")
+
+
+def test_retention_prunes_only_items_gone_from_their_feed_without_pending_alerts(db):
+    old = NOW - timedelta(days=100)
+    db.ingest(
+        "f",
+        "http://x/f",
+        etag=None,
+        last_modified=None,
+        present=["gone", "alerted", "pending"],
+        new_items=[
+            NewItem(Entry("gone")),
+            NewItem(Entry("alerted"), (Match("r", ("x",), ("hook",)),)),
+            NewItem(Entry("pending"), (Match("r", ("x",), ("other",)),)),
+        ],
+        now=old,
+    )
+    (sent,) = db.due_deliveries(old, ["hook"])
+    db.mark_sent(sent.id, old)
+    db.ingest(
+        "f",
+        "http://x/f",
+        etag=None,
+        last_modified=None,
+        present=["still"],
+        new_items=[NewItem(Entry("still"))],
+        now=old,
+    )
+    db.record_unchanged("f", "http://x/f", NOW)  # 304 today: "still" is still in the feed
+    assert db.prune(NOW - timedelta(days=90)) == 2  # gone, and alerted (its delivery was sent)
+    assert db.unseen("f", ["gone", "alerted", "pending", "still"]) == {"gone", "alerted"}
+    assert db.delivery_counts() == {"pending": 1}

@@ -38,6 +38,8 @@ DELIVERY_INTERVAL = timedelta(seconds=10)
 """How often the outbox is checked for retries that came due; new alerts wake it at once."""
 DELIVERY_JOB = "deliver"
 CONFIG_JOB = "config"
+RETENTION_DELAY = timedelta(hours=1)
+"""The first pruning waits this long after start: a restart loop does not prune in a loop."""
 CONFIG_CHECK = timedelta(seconds=2)
 """How often the config file is checked for changes."""
 
@@ -105,6 +107,14 @@ class Daemon:
         for index, feed in enumerate(feeds):
             spread = self.config.feed_interval(feed) * index / len(feeds)  # no thundering herd
             self._schedule(feed, start + spread)
+        self.scheduler.add_job(
+            self._prune,
+            "interval",
+            id="retention",
+            name="retention",
+            days=1,
+            next_run_time=start + RETENTION_DELAY,
+        )
         self.scheduler.add_job(
             self._watch_config,
             "interval",
@@ -176,6 +186,14 @@ class Daemon:
             next_run_time=first,
             replace_existing=True,
         )
+
+    def _prune(self) -> None:
+        before = now() - self.config.settings.retention
+        pruned = self.pipeline.store.prune(before)
+        if pruned:
+            log.info(
+                "retention: %d items gone from their feeds since %s pruned", pruned, before.date()
+            )
 
     def _watch_config(self) -> None:
         try:

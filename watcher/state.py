@@ -338,9 +338,15 @@ class Store:
         last_modified: str | None = None,
         moved_to: str | None = None,
     ) -> None:
-        """A successful poll that brought nothing new (a 304, or the same body again)."""
+        """A successful poll that brought nothing new (a 304, or the same body again): the
+        items of the last full poll are still in the feed, so they are seen again now."""
         with self._write() as db:
             self._ensure_feed(db, name, url, now)
+            db.execute(
+                "UPDATE items SET last_seen = ? WHERE feed = ? AND last_seen ="
+                " (SELECT max(last_seen) FROM items WHERE feed = ?)",
+                [timestamp(now), name, name],
+            )
             self._mark_success(db, name, now, etag, last_modified, moved_to)
 
     def _ensure_feed(self, db: Database, name: str, url: str, now: datetime) -> None:
@@ -667,6 +673,32 @@ class Store:
             )
             for row in rows
         ]
+
+    def prune(self, before: datetime) -> int:
+        """Delete the items last seen in their feed before a time, with their matches and
+        finished deliveries; an item still in its feed (seen at its feed's last poll) or with
+        a delivery still pending is kept. Return how many items went."""
+        with self._write() as db:
+            ids = [
+                row[0]
+                for row in db.execute(
+                    "SELECT i.id FROM items i WHERE i.last_seen < ? AND NOT EXISTS ("
+                    " SELECT 1 FROM matches m JOIN deliveries d ON d.match_id = m.id"
+                    " WHERE m.item_id = i.id AND d.status = 'pending')",
+                    [timestamp(before)],
+                )
+            ]
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = _marks(chunk)
+                db.execute(
+                    "DELETE FROM deliveries WHERE match_id IN"
+                    f" (SELECT id FROM matches WHERE item_id IN ({marks}))",
+                    chunk,
+                )
+                db.execute(f"DELETE FROM matches WHERE item_id IN ({marks})", chunk)
+                db.execute(f"DELETE FROM items WHERE id IN ({marks})", chunk)
+        return len(ids)
 
     def requeue(self, ids: Sequence[int], now: datetime) -> int:
         """Put dead deliveries (those of ``ids``, or all when empty) back in the queue, due
