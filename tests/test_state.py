@@ -179,7 +179,7 @@ def test_retention_prunes_only_items_gone_from_their_feed_without_pending_alerts
         last_modified=None,
         present=["still"],
         new_items=[NewItem(Entry("still"))],
-        now=old,
+        now=old + timedelta(days=1),
     )
     db.record_unchanged("f", "http://x/f", NOW)  # 304 today: "still" is still in the feed
     assert db.prune(NOW - timedelta(days=90)) == 2  # gone, and alerted (its delivery was sent)
