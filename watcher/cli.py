@@ -96,10 +96,9 @@ def once(config_file: str | None, dry_run: bool) -> None:
     for outcome in report.outcomes:
         if outcome.status == "failed":
             click.echo(f"{outcome.feed}: failed: {outcome.error}", err=True)
-        elif outcome.baseline and outcome.new_items:
+        elif outcome.baseline and outcome.new:
             click.echo(
-                f"{outcome.feed}: first poll, {len(outcome.new_items)} items kept as a baseline"
-                " (not alerted)",
+                f"{outcome.feed}: first poll, {outcome.new} items kept as a baseline (not alerted)",
                 err=True,
             )
         for item in outcome.new_items:

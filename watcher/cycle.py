@@ -112,7 +112,9 @@ def run_once(config: Config, *, dry_run: bool = False) -> CycleReport:
             with Pool(max_workers=config.settings.concurrency) as pool:
                 outcomes = list(
                     pool.map(
-                        lambda feed: pipeline.poller.poll(feed, moment, dry_run=dry_run),
+                        lambda feed: pipeline.poller.poll(
+                            feed, moment, dry_run=dry_run
+                        ).matched_only(),
                         config.feeds,
                     )
                 )

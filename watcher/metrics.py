@@ -45,7 +45,7 @@ class Metrics:
 
     def observe_poll(self, outcome: PollOutcome) -> None:
         self.polls.labels(outcome.status).inc()
-        self.new_items.inc(len(outcome.new_items))
+        self.new_items.inc(outcome.new)
         for item in outcome.new_items:
             for match in item.matches:
                 self.matches.labels(match.rule).inc()

@@ -33,6 +33,8 @@ class PollOutcome:
     ``failed``, ``waiting`` (backing off after failures) or ``gone`` (410: not polled)."""
     new_items: tuple[NewItem, ...] = ()
     baseline: bool = False
+    new: int = 0
+    """How many items were new (``new_items`` may keep only the matched ones)."""
     deliveries: int = 0
     error: str | None = None
     failures: int = 0
@@ -40,6 +42,11 @@ class PollOutcome:
     @property
     def matches(self) -> int:
         return sum(len(item.matches) for item in self.new_items)
+
+    def matched_only(self) -> PollOutcome:
+        """The outcome without the items that matched nothing: what a report of many
+        polls keeps (10,000 feeds' items would not fit in memory)."""
+        return replace(self, new_items=tuple(item for item in self.new_items if item.matches))
 
 
 MAX_BACKOFF = timedelta(hours=24)
@@ -117,8 +124,9 @@ class Poller:
         if parsed.problem:
             message = "feed %s: parsed with errors, items used: %s"
             self._report_once(feed.name, "parse", message, feed.name, parsed.problem)
-        outcome = PollOutcome(feed.name, "new", self._new_items(feed, state, parsed, now))
-        outcome = replace(outcome, baseline=not state.baseline_done and not feed.backfill)
+        new_items = self._new_items(feed, state, parsed, now)
+        baseline = not state.baseline_done and not feed.backfill
+        outcome = PollOutcome(feed.name, "new", new_items, baseline=baseline, new=len(new_items))
         if dry_run:
             return outcome
         deliveries = self.store.ingest(
