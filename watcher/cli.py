@@ -359,11 +359,14 @@ def feeds(as_json: bool, config_file: str | None) -> None:
         if state.moved_to:
             error = f"{error} (moved to {state.moved_to})".strip()
         seen = _when(state.last_success) if state.last_success else "-"
-        rows.append((feed.name, status, seen, str(state.failures), str(items), error or "-"))
+        next_try = _when(state.next_poll) if state.next_poll and not state.gone else "-"
+        rows.append(
+            (feed.name, status, seen, str(state.failures), next_try, str(items), error or "-")
+        )
     if as_json:
         click.echo(_json(records))
         return
-    headers = ("FEED", "STATUS", "LAST SUCCESS", "FAILURES", "ITEMS", "LAST ERROR")
+    headers = ("FEED", "STATUS", "LAST SUCCESS", "FAILURES", "BACKOFF UNTIL", "ITEMS", "LAST ERROR")
     click.echo(table(headers, rows) if rows else "no feeds")
 
 

@@ -128,3 +128,31 @@ def test_the_config_is_reloaded_when_edited_and_a_bad_edit_is_refused(
     assert daemon.returncode == 0, text
     assert "YAML syntax error" in text
     assert receiver.bodies()[-1]["item"]["title"] == "Istanbul talks"  # the old config still ran
+
+
+def test_scheduler_trouble_is_logged_and_counted(make_config, caplog):
+    from datetime import UTC, datetime
+
+    from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+
+    from watcher.daemon import Daemon
+
+    daemon = Daemon(make_config(feeds=[{"url": "http://127.0.0.1:9/feed", "name": "world"}]))
+    try:
+        moment = datetime.now(UTC)
+        daemon._on_scheduler_event(
+            JobExecutionEvent(EVENT_JOB_MISSED, "poll:world", "default", moment)
+        )
+        daemon._on_scheduler_event(
+            JobExecutionEvent(
+                EVENT_JOB_ERROR, "deliver", "default", moment, exception=ValueError("bug")
+            )
+        )
+        metrics = daemon.metrics.text().decode()
+    finally:
+        daemon.pipeline.close()
+        daemon.lock.release()
+    assert 'watcher_scheduler_events_total{kind="missed"} 1.0' in metrics
+    assert 'watcher_scheduler_events_total{kind="error"} 1.0' in metrics
+    assert "job poll:world: run missed" in caplog.text
+    assert "job deliver failed: ValueError('bug')" in caplog.text
