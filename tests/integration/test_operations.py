@@ -10,6 +10,7 @@ import urllib.request
 from tests.conftest import rss
 from tests.integration.process import Output, daemon_config, start, wait_for
 from tests.servers import Route, free_port
+from watcher.state import Store
 
 
 def get(url: str) -> tuple[int, str]:
@@ -106,10 +107,12 @@ def test_the_config_is_reloaded_when_edited_and_a_bad_edit_is_refused(
         data["feeds"].append(
             {"url": feed_server.url("/other.xml"), "name": "other", "backfill": True}
         )
-        data["rules"].append({"name": "peskov", "query": "Peskov", "notify": ["hook"]})
+        data["rules"].append({"name": "peskov", "query": "Peskov", "notify": ["hook", "down"]})
+        data["notify"]["down"] = {"type": "webhook", "url": receiver.url("/down")}
+        receiver.planned_by_path["/down"] = [503] * 100  # an outage: that alert must wait
         config.write_text(yaml.safe_dump(data))
         wait_for(lambda: any(r.json()["rule"] == "peskov" for r in receiver.requests))
-        output.wait_for("config reloaded: 2 feeds (1 added, 0 removed), 2 rules, 1 notifiers")
+        output.wait_for("config reloaded: 2 feeds (1 added, 0 removed), 2 rules, 2 notifiers")
 
         config.write_text("feeds: [\n")  # a broken edit: refused, the daemon goes on
         daemon.send_signal(signal.SIGHUP)
@@ -128,6 +131,11 @@ def test_the_config_is_reloaded_when_edited_and_a_bad_edit_is_refused(
     assert daemon.returncode == 0, text
     assert "YAML syntax error" in text
     assert receiver.bodies()[-1]["item"]["title"] == "Istanbul talks"  # the old config still ran
+    store = Store(tmp_path / "w.db")
+    try:
+        assert store.delivery_counts()["pending"] == 1  # the alert for "down" outlived the stop
+    finally:
+        store.close()
 
 
 def test_scheduler_trouble_is_logged_and_counted(make_config, caplog):
