@@ -164,3 +164,28 @@ def test_scheduler_trouble_is_logged_and_counted(make_config, caplog):
     assert 'watcher_scheduler_events_total{kind="error"} 1.0' in metrics
     assert "job poll:world: run missed" in caplog.text
     assert "job deliver failed: ValueError('bug')" in caplog.text
+
+
+def test_a_second_sigint_exits_at_once(tmp_path, feed_server, receiver):
+    import time
+
+    feed_server.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "x"}), drip=0.05)
+    config = daemon_config(tmp_path, feed_server.url("/feed.xml"), receiver.url("/hook"))
+    daemon = start(config)
+    output = Output(daemon)
+    try:
+        wait_for(lambda: feed_server.requests)  # a slow poll is in flight
+        output.wait_for("watcher started")
+        daemon.send_signal(signal.SIGINT)
+        output.wait_for("stopping: waiting for polls and deliveries in flight")
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGINT)
+        daemon.wait(timeout=10)
+        assert time.monotonic() - started < 2  # the slow poll was not waited for
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    text = output.close()
+    assert daemon.returncode == 1
+    assert "second SIGINT: exiting at once; unsent alerts stay pending" in text
