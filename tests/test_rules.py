@@ -5,7 +5,7 @@ import pytest
 from watcher.errors import QueryError
 from watcher.query import has_positive, parse, structured
 from watcher.rules import Matcher, Rule
-from watcher.text import html_words, one_line, plain, words
+from watcher.text import one_line, plain, strip_html, words
 
 
 def matches(query: str, text: str, field: str = "title") -> tuple[str, ...] | None:
@@ -133,7 +133,9 @@ def test_positive_terms_required(query, positive):
 
 def test_normalisation():
     assert words("Peskóv's DE-escalation, 2026!") == ["peskov", "s", "de", "escalation", "2026"]
-    assert html_words("<p>Istan<!-- x -->bul</p><script>evil()</script>&eacute;t&eacute;") == [
+    assert words(
+        strip_html("<p>Istan<!-- x -->bul</p><script>evil()</script>&eacute;t&eacute;")
+    ) == [
         "istan",
         "bul",
         "ete",

@@ -124,7 +124,8 @@ class Poller:
         if parsed.problem:
             message = "feed %s: parsed with errors, items used: %s"
             self._report_once(feed.name, "parse", message, feed.name, parsed.problem)
-        new_items = self._new_items(feed, state, parsed, now)
+        keys = [entry.key for entry in parsed.entries]
+        new_items = self._new_items(feed, state, parsed, keys, now)
         baseline = not state.baseline_done and not feed.backfill
         outcome = PollOutcome(feed.name, "new", new_items, baseline=baseline, new=len(new_items))
         if dry_run:
@@ -134,7 +135,7 @@ class Poller:
             feed.url,
             etag=result.etag,
             last_modified=result.last_modified,
-            present=[entry.key for entry in parsed.entries],
+            present=keys,
             new_items=outcome.new_items,
             now=now,
             moved_to=result.moved_to,
@@ -161,11 +162,16 @@ class Poller:
         return result
 
     def _new_items(
-        self, feed: FeedConfig, state: FeedState, parsed: ParsedFeed, now: datetime
+        self,
+        feed: FeedConfig,
+        state: FeedState,
+        parsed: ParsedFeed,
+        keys: list[str],
+        now: datetime,
     ) -> tuple[NewItem, ...]:
         """The entries not seen before, matched unless they are the baseline of a first poll
         or older than ``max_item_age``."""
-        unseen = self.store.unseen(feed.name, [entry.key for entry in parsed.entries])
+        unseen = self.store.unseen(feed.name, keys)
         baseline = not state.baseline_done and not feed.backfill
         cutoff = now - self.settings.max_item_age
         return tuple(

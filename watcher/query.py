@@ -16,7 +16,7 @@ Operators are upper case; ``and`` is an ordinary word.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -171,18 +171,6 @@ def has_positive(node: Node) -> bool:
     if isinstance(node, And):
         return any(has_positive(child) for child in node.children)
     return all(has_positive(child) for child in node.children)
-
-
-def positive_terms(node: Node) -> Iterator[Term | Regex]:
-    """The terms that can contribute to a match (those not under a NOT)."""
-    if isinstance(node, Term | Regex):
-        yield node
-    elif isinstance(node, And | Or):
-        for child in node.children:
-            yield from positive_terms(child)
-    elif isinstance(node, Near):
-        yield from positive_terms(node.left)
-        yield from positive_terms(node.right)
 
 
 def to_query(node: Node) -> str:

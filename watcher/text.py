@@ -52,11 +52,6 @@ def words(text: str) -> list[str]:
     return _WORD.findall(fold(text))
 
 
-def html_words(text: str) -> list[str]:
-    """The normalised words of an HTML fragment."""
-    return words(strip_html(text))
-
-
 def plain(text: str, limit: int | None = None) -> str:
     """HTML reduced to one line of plain text, cut to ``limit`` characters with an ellipsis."""
     text = _SPACE.sub(" ", strip_html(text)).strip()
