@@ -45,12 +45,8 @@ class Pipeline:
             settings,
             parse=self.parsers.parse if self.parsers else parse_feed,
         )
-        self.notifiers = build_notifiers(config, self.session)
-        self.limiters = {
-            name: RateLimiter(notifier.rate)
-            for name, notifier in self.notifiers.items()
-            if notifier.rate is not None
-        }
+        self.limiters: dict[str, RateLimiter] = {}
+        self._take_notifiers(config)
         self.stopping = threading.Event()
         # The config and the compiled rules live as long as the process and hold no cycles
         # to collect: keep the collector from walking them at every collection.
@@ -62,6 +58,9 @@ class Pipeline:
         self.config = config
         self.poller.matcher = Matcher(config.compiled_rules())
         self.poller.settings = config.settings
+        self._take_notifiers(config)
+
+    def _take_notifiers(self, config: Config) -> None:
         notifiers = build_notifiers(config, self.session)
         self.limiters = {
             name: _limiter(self.limiters.get(name), notifier.rate)
