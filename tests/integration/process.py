@@ -52,6 +52,12 @@ def start(config: Path) -> subprocess.Popen[str]:
     )
 
 
+def run_refused(config: Path) -> subprocess.CompletedProcess[str]:
+    """``watcher run`` expected to refuse to start: it returns instead of running on."""
+    command = [sys.executable, "-m", "watcher", "run", "-c", str(config)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+
 class Output:
     """Collects a process's output as it comes, so that a test can wait for a log line."""
 

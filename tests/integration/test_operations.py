@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import urllib.request
 
 from tests.conftest import rss
-from tests.integration.process import Output, daemon_config, start, wait_for
+from tests.integration.process import Output, daemon_config, run_refused, start, wait_for
 from tests.servers import Route, free_port
 from watcher.state import Store
 
@@ -52,12 +50,7 @@ def test_health_and_metrics_and_a_second_daemon_refused(tmp_path, feed_server, r
         assert "process_resident_memory_bytes" in metrics
         assert get(f"http://{listen}/nope")[0] == 404
 
-        second = subprocess.run(
-            [sys.executable, "-m", "watcher", "run", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        second = run_refused(config)
         assert second.returncode == 1
         assert "another watcher" in second.stderr and "is already polling" in second.stderr
 
@@ -81,12 +74,7 @@ def test_a_busy_listen_address_is_a_clear_error(tmp_path, feed_server, receiver)
         config = daemon_config(
             tmp_path, feed_server.url("/feed.xml"), receiver.url("/hook"), listen=listen
         )
-        result = subprocess.run(
-            [sys.executable, "-m", "watcher", "run", "-c", str(config)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        result = run_refused(config)
     assert result.returncode == 1
     assert f"error: cannot listen on {listen}: Address already in use" in result.stderr
 
