@@ -226,3 +226,52 @@ def test_disabled_notifiers_are_left_out_of_compiled_rules():
 def test_bad_structured_entry_is_named():
     text = VALID.replace("    query: '\"Istanbul talks\" OR Peskov'", "    any: [Peskov, '!!!']")
     assert problems(text) == ["watch.yaml:9: rules[0].any[1]: term '!!!' has no letters or digits"]
+
+
+def test_a_deeply_nested_query_is_a_config_error_not_a_crash():
+    text = VALID.replace("'\"Istanbul talks\" OR Peskov'", "'" + "(" * 200 + "a" + ")" * 200 + "'")
+    assert problems(text) == [
+        "watch.yaml:9: rules[0].query: column 51: nested more than 50 levels deep (parentheses, NOT and NEAR)"
+    ]
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """A few hundred bytes whose aliases expand each other into 9**levels values."""
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    for level in range(1, levels):
+        below = f"*a{level - 1}"
+        lines.append(f"a{level}: &a{level} [{', '.join([below] * 9)}]")
+    return "\n".join(lines) + "\n"
+
+
+def test_an_alias_bomb_is_refused_without_expanding_it():
+    bomb = alias_bomb()
+    assert len(bomb) < 500
+    (problem,) = problems(bomb)
+    assert problem.startswith("watch.yaml:4: a3[")
+    assert problem.endswith(
+        "aliases repeat more than 10,000 values in all: refused (write the values out, or nest fewer aliases)"
+    )
+
+
+def test_ordinary_aliases_still_work():
+    text = VALID.replace(
+        "    notify: [hook]",
+        "    notify: &desks [hook]\n  - name: second\n    query: Lavrov\n    notify: *desks",
+    )
+    config = loads(text, "watch.yaml", env={})
+    assert [rule.notify for rule in config.rules] == [("hook",), ("hook",)]
+
+
+def test_an_alias_that_holds_itself_is_refused():
+    assert problems("feeds: &loop [*loop]\n") == [
+        "watch.yaml:1: feeds[0]: an alias refers to a value that contains it: refused"
+    ]
+
+
+@pytest.mark.parametrize("depth", [100, 100_000])
+def test_deep_nesting_is_refused_before_it_can_crash_the_parser(depth):
+    text = "feeds: " + "[" * depth + "]" * depth + "\n"
+    assert problems(text) == [
+        "watch.yaml:1: lists and mappings nested more than 64 levels deep: refused"
+    ]

@@ -178,3 +178,28 @@ def test_fields_without_words_do_not_shift_the_others():
         {"title": "!!!", "author": "—", "summary": "Peskov"}, "f"
     )
     assert [(hit.field, hit.words) for hit in match.hits] == [("summary", ("peskov",))]
+
+
+@pytest.mark.parametrize(
+    ("query", "column"),
+    [
+        ("(" * 170 + "Peskov" + ")" * 170, 51),
+        ("NOT " * 5000 + "Peskov", 201),
+        ("a" + " NEAR/1 a" * 3000, 453),
+        ("title:(" * 60 + "a" + ")" * 60, 351),
+    ],
+    ids=["parentheses", "not", "near", "fields"],
+)
+def test_deep_nesting_is_an_error_naming_the_column(query, column):
+    with pytest.raises(QueryError) as caught:
+        parse(query)
+    assert str(caught.value) == (
+        f"column {column}: nested more than 50 levels deep (parentheses, NOT and NEAR)"
+    )
+
+
+def test_nesting_up_to_the_limit_parses_and_matches():
+    nested = parse("(" * 49 + "NOT Peskov" + ")" * 49)
+    assert Matcher([Rule("r", And((term("Lavrov"), nested)))]).match(
+        {"title": "Lavrov spoke"}, "feed"
+    )

@@ -30,6 +30,9 @@ OPERATORS = frozenset({"AND", "OR", "NOT"})
 DEFAULT_FIELDS = ("title", "summary", "content", "author", "tags")
 FIELDS = (*DEFAULT_FIELDS, "link", "feed")
 MAX_DISTANCE = 1000
+MAX_DEPTH = 50
+"""Deepest nesting of parentheses, NOT and NEAR a query may have: far beyond any real rule,
+and well inside Python's recursion limit for the parser and the matcher that walk the tree."""
 _FIELD_PREFIX = re.compile(r"([A-Za-z]+):(?=\S)")
 _NEAR = re.compile(r"NEAR(?:/(\S*))?$")
 REGEX_OPTIONS = re2.Options()
@@ -276,6 +279,15 @@ class _Parser:
         self.position = 0
         self.end_column = end_column
         self.scope: str | None = None
+        self.depth = 0
+
+    def deeper(self, token: _Token, levels: int = 1) -> None:
+        self.depth += levels
+        if self.depth > MAX_DEPTH:
+            raise QueryError(
+                f"nested more than {MAX_DEPTH} levels deep (parentheses, NOT and NEAR)",
+                token.column,
+            )
 
     def peek(self) -> _Token | None:
         return self.tokens[self.position] if self.position < len(self.tokens) else None
@@ -303,9 +315,11 @@ class _Parser:
         return children[0] if len(children) == 1 else And(tuple(children))
 
     def near(self, after: _Token | None = None) -> Node:
+        depth = self.depth
         node = self.unary(after)
         while (token := self.peek()) is not None and token.kind == "NEAR":
             self.take()
+            self.deeper(token)
             right = self.unary(after=token)
             for side in (node, right):
                 if not _positional(side):
@@ -314,13 +328,17 @@ class _Parser:
                         token.column,
                     )
             node = Near(node, right, token.distance)
+        self.depth = depth
         return node
 
     def unary(self, after: _Token | None = None) -> Node:
         token = self.peek()
         if token is not None and token.kind == "NOT":
             self.take()
-            return Not(self.unary(after=token))
+            self.deeper(token)
+            node = Not(self.unary(after=token))
+            self.depth -= 1
+            return node
         return self.primary(after)
 
     def primary(self, after: _Token | None) -> Node:
@@ -347,10 +365,12 @@ class _Parser:
         outer = self.scope
         if opening.field:
             self.scope = opening.field
+        self.deeper(opening)
         try:
             node = self.query()
         finally:
             self.scope = outer
+        self.depth -= 1
         closing = self.peek()
         if closing is None or closing.kind != ")":
             raise QueryError("unbalanced parenthesis", opening.column)

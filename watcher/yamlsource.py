@@ -17,7 +17,33 @@ _STR = "tag:yaml.org,2002:str"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's parser when PyYAML was built with it: ten times faster on a config of thousands
 of rules, and its nodes carry the same line marks."""
+MAX_DEPTH = 64
+"""Deepest nesting of lists and mappings: libyaml composes recursively, in C, and a file
+nested a hundred thousand levels deep would crash the process."""
+MAX_ALIAS_VALUES = 10_000
+"""Values that aliases (``*name``) may repeat in all: aliases that expand each other
+("billion laughs") would otherwise turn a few hundred bytes into gigabytes."""
 _ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+_COUNTING = -1
+_OPENING = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSING = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _too_deep(text: str) -> int | None:
+    """The line where lists and mappings first nest deeper than MAX_DEPTH, or None.
+
+    Read as a stream of events, which libyaml produces without recursion."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, _OPENING):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return int(event.start_mark.line) + 1
+        elif isinstance(event, _CLOSING):
+            depth -= 1
+    return None
 
 
 def format_path(path: Path_) -> str:
@@ -28,6 +54,15 @@ def format_path(path: Path_) -> str:
         else:
             text += f".{part}" if text else str(part)
     return text
+
+
+class _AliasBomb(Exception):
+    """Aliases repeat too much, or an alias holds itself."""
+
+    def __init__(self, path: Path_, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
 
 
 class Source:
@@ -42,9 +77,19 @@ class Source:
         self.lines: dict[Path_, int] = {}
         self.problems: list[str] = []
         self._constructor = yaml.SafeLoader("")
+        self._built: set[int] = set()
+        self._sizes: dict[int, int] = {}
+        self._repeated = 0
 
     def read(self, text: str) -> Any:
         try:
+            too_deep = _too_deep(text)
+            if too_deep is not None:
+                self.problems.append(
+                    f"{self.filename}:{too_deep}: lists and mappings nested more than "
+                    f"{MAX_DEPTH} levels deep: refused"
+                )
+                return None
             node = yaml.compose(text, Loader=_LOADER)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
@@ -52,9 +97,25 @@ class Source:
             problem = getattr(exc, "problem", None) or str(exc)
             self.problems.append(f"{self.filename}{line}: YAML syntax error: {problem}")
             return None
-        return None if node is None else self._build(node, ())
+        if node is None:
+            return None
+        try:
+            return self._build(node, ())
+        except _AliasBomb as exc:
+            self.problems.append(self.at(exc.path, exc.message))
+            return None
 
     def _build(self, node: yaml.Node, path: Path_) -> Any:
+        if id(node) in self._built:  # an alias: the composer hands back the anchored node
+            self.lines.setdefault(path, self.line_of(path[:-1]))
+            self._repeated += self._size(node, path)
+            if self._repeated > MAX_ALIAS_VALUES:
+                raise _AliasBomb(
+                    path,
+                    f"aliases repeat more than {MAX_ALIAS_VALUES:,} values in all: refused "
+                    "(write the values out, or nest fewer aliases)",
+                )
+        self._built.add(id(node))
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             result: dict[Any, Any] = {}
@@ -78,6 +139,22 @@ class Source:
         if isinstance(value, str):
             value = self._interpolate(value, path)
         return value
+
+    def _size(self, node: yaml.Node, path: Path_) -> int:
+        """How many values a node holds, itself included (each node counted once: linear)."""
+        size = self._sizes.get(id(node))
+        if size == _COUNTING:
+            raise _AliasBomb(path, "an alias refers to a value that contains it: refused")
+        if size is None:
+            self._sizes[id(node)] = _COUNTING
+            children: list[yaml.Node] = []
+            if isinstance(node, yaml.MappingNode):
+                children = [child for pair in node.value for child in pair]
+            elif isinstance(node, yaml.SequenceNode):
+                children = node.value
+            size = 1 + sum(self._size(child, path) for child in children)
+            self._sizes[id(node)] = size
+        return size
 
     def _interpolate(self, value: str, path: Path_) -> str:
         def replace(found: re.Match[str]) -> str:
