@@ -40,7 +40,7 @@ def _too_deep(text: str) -> int | None:
         if isinstance(event, _OPENING):
             depth += 1
             if depth > MAX_DEPTH:
-                return int(event.start_mark.line) + 1
+                return event.start_mark.line + 1 if event.start_mark else 1
         elif isinstance(event, _CLOSING):
             depth -= 1
     return None
