@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from click.testing import CliRunner
 from tests.conftest import rss
 from tests.servers import Route
 from watcher.cli import main
-from watcher.state import DatabaseLock
+from watcher.state import DatabaseLock, Store
 
 ROOT = Path(__file__).parent.parent
 
@@ -267,3 +269,75 @@ def test_status_shows_daemon_database_feeds_outbox_and_alerts(runner, polled, tm
     finally:
         lock.release()
     assert running == f"daemon:    running (pid {os.getpid()})"
+
+
+HOSTILE = "\x1b]0;PWNED\x07\x1b[2J\x9b31m\u2028"
+
+
+def test_no_feed_given_text_reaches_the_terminal_raw(runner, tmp_path, feed_server):
+    """A feed's link and title with terminal escapes (OSC, CSI, C1 CSI, a line separator)
+    are printed with their control characters filtered out, by every command."""
+    feed = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "t",
+        "items": [
+            {
+                "id": "1",
+                "url": f"http://news.example/7{HOSTILE}",
+                "title": f"Istanbul talks {HOSTILE} resume",
+            }
+        ],
+    }
+    feed_server.routes["/feed.json"] = Route(
+        json.dumps(feed).encode(), content_type="application/feed+json"
+    )
+    path = write_config(tmp_path, feed_server.url("/feed.json"), backfill=True)
+    outputs = [runner.invoke(main, ["once", "--dry-run", "-c", str(path)]).output]
+    runner.invoke(main, ["once", "-c", str(path)])
+    store = Store(tmp_path / "state" / "w.db")
+    store.record_unchanged(
+        "world",
+        feed_server.url("/feed.json"),
+        datetime.now(UTC),
+        moved_to=f"http://news.example/{HOSTILE}",
+    )
+    store.close()
+    for command in (
+        ["search", "istanbul"],
+        ["search", "istanbul", "--json"],
+        ["test-rule", "Istanbul"],
+        ["test-rule", "Istanbul", "--json"],
+        ["matches"],
+        ["matches", "--json"],
+        ["feeds"],
+        ["feeds", "--json"],
+        ["status"],
+        ["deliveries"],
+        ["deliveries", "--json"],
+    ):
+        result = runner.invoke(main, [*command, "-c", str(path)])
+        assert result.exit_code in (0, 1), (command, result.output)
+        outputs.append(result.output)
+    printed = "\n".join(outputs)
+    assert "Istanbul talks" in printed and "news.example/7" in printed and "moved to" in printed
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]", printed)
+
+
+def test_search_on_a_corrupt_database_says_so_without_a_traceback(runner, tmp_path):
+    from watcher.models import Entry
+    from watcher.state import NewItem
+
+    path = write_config(tmp_path, "http://127.0.0.1:9/feed.xml")
+    database = tmp_path / "state" / "w.db"
+    store = Store(database)
+    items = tuple(NewItem(Entry(f"k{i}", title="Istanbul talks " * 50)) for i in range(100))
+    now = datetime.now(UTC)
+    store.ingest("world", "u", etag=None, last_modified=None, present=[], new_items=items, now=now)
+    store.close()
+    damaged = bytearray(database.read_bytes())
+    damaged[3 * 4096 : 9 * 4096] = b"\xff" * 6 * 4096
+    database.write_bytes(damaged)
+    result = runner.invoke(main, ["search", "Istanbul", "-c", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: database {database}: ")
+    assert "the file is damaged" in result.stderr and "Traceback" not in result.output

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.conftest import rss
 from tests.servers import Route
+from watcher.errors import StateError
 from watcher.http import new_session
 from watcher.poll import Poller
 from watcher.rules import Matcher
@@ -112,14 +112,14 @@ def test_a_database_failure_fails_the_poll_and_loses_nothing(
     feed_server.routes["/feed.xml"] = Route(rss(item("1", "Istanbul talks")))
 
     def full(*args, **kwargs):
-        raise sqlite3.OperationalError("database or disk is full")
+        raise StateError("database w.db: database or disk is full")
 
     with monkeypatch.context() as patch:
         patch.setattr(Store, "ingest", full)
         outcome, deliveries = poll(backfill=True)
     assert outcome.status == "failed"
     assert (
-        "poll failed: feed world: cannot record it in the database: database or disk is full"
+        "poll failed: feed world: cannot record it in the database: database w.db: database or disk is full"
         in caplog.text
     )
     outcome, deliveries = poll(backfill=True)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
@@ -83,7 +84,7 @@ def test_ingest_is_one_transaction(db, monkeypatch):
 
     monkeypatch.setattr(Store, "_insert_match", broken)
     match = Match("talks", ("x",), ("slack",))
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StateError, match="disk I/O error"):
         ingest(db, "f", [NewItem(Entry("a"), (match,))])
     assert db.unseen("f", ["a"]) == {"a"}  # the item was not recorded without its alert
     assert not db.feed_state("f").baseline_done
@@ -185,3 +186,51 @@ def test_retention_prunes_only_items_gone_from_their_feed_without_pending_alerts
     assert db.prune(NOW - timedelta(days=90)) == 2  # gone, and alerted (its delivery was sent)
     assert db.unseen("f", ["gone", "alerted", "pending", "still"]) == {"gone", "alerted"}
     assert db.delivery_counts() == {"pending": 1}
+
+
+def test_a_corrupt_database_names_its_cause_never_a_failed_rollback(tmp_path):
+    """Corrupt each page of a database in turn: every write that fails says why, as a
+    StateError naming the file (SQLite has sometimes rolled back already; a second ROLLBACK
+    then hid the cause behind "cannot rollback - no transaction is active")."""
+    base = tmp_path / "base.db"
+    store = Store(base)
+    items = [NewItem(Entry(f"k{i}", title="t" * 300, summary="word " * 100)) for i in range(300)]
+    ingest(store, "f", items)
+    store.close()
+    pages = base.stat().st_size // 4096
+    noise = random.Random(1)
+    causes = set()
+    for page in range(1, pages):
+        path = tmp_path / f"copy{page}.db"
+        damaged = bytearray(base.read_bytes())
+        damaged[page * 4096 + 100 : page * 4096 + 400] = noise.randbytes(300)
+        path.write_bytes(damaged)
+        try:
+            store = Store(path)
+        except StateError:
+            continue
+        try:
+            ingest(store, "f", [NewItem(Entry(f"n{i}", title="t" * 300)) for i in range(50)])
+        except StateError as exc:
+            causes.add(str(exc).replace(str(path), "DB"))
+        finally:
+            store.close()
+    assert causes
+    assert all("rollback" not in cause for cause in causes), causes
+    assert (
+        "database DB: database disk image is malformed (the file is damaged: restore it from a backup, or move it away to start afresh)"
+        in causes
+    )
+
+
+def test_search_on_a_corrupt_database_is_a_state_error(tmp_path):
+    store = Store(tmp_path / "w.db")
+    ingest(store, "f", [NewItem(Entry(f"k{i}", title="Istanbul talks " * 50)) for i in range(100)])
+    store.close()
+    damaged = bytearray((tmp_path / "w.db").read_bytes())
+    damaged[3 * 4096 : 9 * 4096] = b"\xff" * 6 * 4096
+    (tmp_path / "w.db").write_bytes(damaged)
+    store = Store(tmp_path / "w.db")
+    with pytest.raises(StateError, match=r"^database .*w\.db: .*\(the file is damaged"):
+        store.search("Istanbul")
+    store.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from watcher.state import DatabaseLock, FeedState, Store, StoredItem
 from watcher.text import highlight, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 config_option = click.option(
     "-c",
@@ -45,13 +47,13 @@ def handle_errors(command: F) -> F:
             return command(*args, **kwargs)
         except ConfigError as exc:
             for problem in exc.problems:
-                click.echo(problem, err=True)
+                click.echo(one_line(problem), err=True)
             sys.exit(2)
         except QueryError as exc:
-            click.echo(f"error: query: {exc}", err=True)
+            click.echo(f"error: query: {one_line(str(exc))}", err=True)
             sys.exit(2)
         except WatcherError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {one_line(str(exc))}", err=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
@@ -95,7 +97,7 @@ def once(config_file: str | None, dry_run: bool) -> None:
     rows = []
     for outcome in report.outcomes:
         if outcome.status == "failed":
-            click.echo(f"{outcome.feed}: failed: {outcome.error}", err=True)
+            click.echo(f"{outcome.feed}: failed: {one_line(outcome.error or '')}", err=True)
         elif outcome.baseline and outcome.new:
             click.echo(
                 f"{outcome.feed}: first poll, {outcome.new} items kept as a baseline (not alerted)",
@@ -357,7 +359,7 @@ def feeds(as_json: bool, config_file: str | None) -> None:
         )
         error = one_line(state.last_error or "")[:50]
         if state.moved_to:
-            error = f"{error} (moved to {state.moved_to})".strip()
+            error = f"{error} (moved to {safe_link(state.moved_to)})".strip()
         seen = _when(state.last_success) if state.last_success else "-"
         next_try = _when(state.next_poll) if state.next_poll and not state.gone else "-"
         rows.append(
@@ -465,10 +467,12 @@ def discover(url: str, timeout: float) -> None:
         if not links:
             click.echo(f"{url} advertises no feed", err=True)
             sys.exit(1)
-        click.echo(table(("FEED", "TITLE"), [(link, title or "-") for link, title in links]))
+        rows = [(safe_link(link), one_line(title) or "-") for link, title in links]
+        click.echo(table(("FEED", "TITLE"), rows))
         return
     click.echo(
-        f"{result.url} is a feed: {parsed.title or '(untitled)'}, {len(parsed.entries)} items"
+        f"{safe_link(result.url)} is a feed: {parsed.title or '(untitled)'}, "
+        f"{len(parsed.entries)} items"
     )
 
 
@@ -527,7 +531,10 @@ def _bold(word: str) -> str:
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False)
+    """JSON with letters of every script as they are, but the C1 controls and line separators
+    escaped like the C0 ones, so that no feed text can drive a terminal."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return _JSON_UNSAFE.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
 
 
 def _item_json(item: StoredItem, terms: Sequence[str]) -> dict[str, Any]:

@@ -3,15 +3,23 @@ feeds link to the same story."""
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+import re
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_UNSAFE = re.compile("[\x00-\x20\x7f-\x9f\u2028\u2029]")
 
 
 def safe_link(link: str) -> str:
-    """The link if it is http(s), else empty: ``javascript:`` or ``data:`` is never clickable."""
-    parts = urlsplit(link.strip())
-    return link.strip() if parts.scheme in ("http", "https") and parts.netloc else ""
+    """The link if it is http(s), else empty: ``javascript:`` or ``data:`` is never clickable.
+
+    Control characters and spaces are percent-encoded: a link is printed to terminals and
+    logs, where an escape sequence would take over the screen."""
+    link = link.strip()
+    parts = urlsplit(link)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    return _UNSAFE.sub(lambda found: quote(found[0]), link)
 
 
 def canonical_link(link: str) -> str:

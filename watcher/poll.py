@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -14,7 +13,7 @@ from urllib.parse import urlsplit
 import requests
 
 from watcher.config import FeedConfig, Settings
-from watcher.errors import FetchError
+from watcher.errors import FetchError, StateError
 from watcher.fetch import FetchResult, fetch
 from watcher.models import Entry
 from watcher.parse import ParsedFeed, parse_feed
@@ -93,7 +92,7 @@ class Poller:
         """
         try:
             return self._poll(feed, now, dry_run=dry_run)
-        except sqlite3.Error as exc:
+        except StateError as exc:
             log.error("poll failed: feed %s: cannot record it in the database: %s", feed.name, exc)
             return PollOutcome(feed.name, "failed", error=f"database error: {exc}")
 

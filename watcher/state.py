@@ -8,13 +8,16 @@ first, while an immediate one waits (``busy_timeout``) for its turn.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import functools
+import inspect
 import json
 import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -214,6 +217,54 @@ class Delivery:
     alert: Alert
 
 
+def _roll_back(connection: sqlite3.Connection) -> None:
+    """Roll back what is left of a failed transaction. SQLite has already rolled back after
+    some errors (a corrupt page, a full disk): the error that caused it is the one to tell."""
+    if connection.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+
+
+def _database_errors(cls: type[Store]) -> type[Store]:
+    """Every public method of the store raises StateError, never a sqlite3 error."""
+    for name, method in list(vars(cls).items()):
+        if callable(method) and not name.startswith("_") and name not in ("close", "writable"):
+            setattr(cls, name, _translated(method))
+    return cls
+
+
+def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isgeneratorfunction(method):
+
+        @functools.wraps(method)
+        def generator(self: Store, *args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise _state_error(self.path, exc) from exc
+
+        return generator
+
+    @functools.wraps(method)
+    def call(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise _state_error(self.path, exc) from exc
+
+    return call
+
+
+def _state_error(path: Path, exc: sqlite3.Error) -> StateError:
+    cause = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "malformed" in cause or "not a database" in cause or "vtable constructor" in cause
+    ):
+        cause += " (the file is damaged: restore it from a backup, or move it away to start afresh)"
+    return StateError(f"database {path}: {cause}")
+
+
+@_database_errors
 class Store:
     """The state database. Safe to share between threads: each thread has its own connection
     (opened with check_same_thread off only so that ``close`` can close them all)."""
@@ -228,8 +279,10 @@ class Store:
             db = self._db()
             db.enable_wal()
             migrations.apply(db)
-        except (OSError, sqlite3.Error) as exc:
+        except OSError as exc:
             raise StateError(f"cannot open the database {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise _state_error(self.path, exc) from exc
 
     def _db(self) -> Database:
         db = getattr(self._local, "db", None)
@@ -259,7 +312,7 @@ class Store:
         try:
             yield db
         except BaseException:
-            db.conn.execute("ROLLBACK")
+            _roll_back(db.conn)
             raise
         db.conn.execute("COMMIT")
 
