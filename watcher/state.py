@@ -267,12 +267,13 @@ def _state_error(path: Path, exc: sqlite3.Error) -> StateError:
 @_database_errors
 class Store:
     """The state database. Safe to share between threads: each thread has its own connection
-    (opened with check_same_thread off only so that ``close`` can close them all)."""
+    (opened with check_same_thread off only so that ``close``, or the next thread to open
+    one, can close it once its thread has ended)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,13 +295,20 @@ class Store:
             db = Database(connection, execute_plugins=False)
             self._local.db = db
             with self._lock:
-                self._connections.append(connection)
+                self._close_finished()
+                self._connections[threading.current_thread()] = connection
         return db
+
+    def _close_finished(self) -> None:
+        """Close the connections of threads that ended (a health request's, a delivery
+        pass's), so that open connections never outnumber the live threads."""
+        for thread in [thread for thread in self._connections if not thread.is_alive()]:
+            self._connections.pop(thread).close()
 
     def close(self) -> None:
         """Close every thread's connection; call once the worker threads are done."""
         with self._lock:
-            for connection in self._connections:
+            for connection in self._connections.values():
                 connection.close()
             self._connections.clear()
         self._local = threading.local()

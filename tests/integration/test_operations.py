@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import urllib.request
 
@@ -177,3 +178,29 @@ def test_a_second_sigint_exits_at_once(tmp_path, feed_server, receiver):
     text = output.close()
     assert daemon.returncode == 1
     assert "second SIGINT: exiting at once; unsent alerts stay pending" in text
+
+
+def test_scrapes_leave_no_open_files_behind(tmp_path, feed_server, receiver):
+    """Each /healthz and /metrics request runs on a thread of its own: the database
+    connection that thread opened is closed once it ended (400 scrapes once left 401)."""
+    feed_server.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "Old news"}))
+    listen = f"127.0.0.1:{free_port()}"
+    config = daemon_config(
+        tmp_path, feed_server.url("/feed.xml"), receiver.url("/hook"), listen=listen
+    )
+    daemon = start(config)
+    output = Output(daemon)
+    try:
+        wait_for(lambda: get(f"http://{listen}/healthz")[0] == 200)
+        for _ in range(20):
+            get(f"http://{listen}/metrics")
+        before = len(os.listdir(f"/proc/{daemon.pid}/fd"))
+        for _ in range(500):
+            assert get(f"http://{listen}/metrics")[0] == 200
+            assert get(f"http://{listen}/healthz")[0] == 200
+        after = len(os.listdir(f"/proc/{daemon.pid}/fd"))
+        assert after <= before + 5, (before, after)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=10)
+        output.close()
