@@ -27,7 +27,7 @@ from watcher.http import new_session
 from watcher.models import Entry
 from watcher.notify import build_notifiers
 from watcher.rules import Match
-from watcher.state import NewItem, Store
+from watcher.state import NewItem, open_store
 
 NOTIFIERS = ("hook", "slack", "discord", "signed")
 
@@ -58,7 +58,7 @@ def main(matches: int = 500) -> None:
         }
         config = loads(yaml.safe_dump({"notify": sections}), "bench", env={})
         notifiers = build_notifiers(config, new_session("bench", pool_size=8))
-        store = Store(Path(tmp, "bench.db"))
+        store = open_store(Path(tmp, "bench.db"))
         now = datetime.now(UTC)
         items = [
             NewItem(

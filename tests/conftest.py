@@ -13,14 +13,14 @@ from hypothesis import settings
 from tests.servers import FeedServer, Receiver, SmtpServer, free_port
 from watcher.config import Config, loads
 from watcher.demo import serve_on_loopback as serve
-from watcher.state import Store
+from watcher.state import Store, open_store
 
 DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Store]:
-    store = Store(tmp_path / "watcher.db")
+    store = open_store(tmp_path / "watcher.db")
     yield store
     store.close()
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from tests.conftest import rss
 from tests.servers import Route
 from watcher.cli import main
-from watcher.state import DatabaseLock, Store
+from watcher.state import DatabaseLock, open_store
 
 ROOT = Path(__file__).parent.parent
 
@@ -294,7 +294,7 @@ def test_no_feed_given_text_reaches_the_terminal_raw(runner, tmp_path, feed_serv
     path = write_config(tmp_path, feed_server.url("/feed.json"), backfill=True)
     outputs = [runner.invoke(main, ["once", "--dry-run", "-c", str(path)]).output]
     runner.invoke(main, ["once", "-c", str(path)])
-    store = Store(tmp_path / "state" / "w.db")
+    store = open_store(tmp_path / "state" / "w.db")
     store.record_unchanged(
         "world",
         feed_server.url("/feed.json"),
@@ -329,7 +329,7 @@ def test_search_on_a_corrupt_database_says_so_without_a_traceback(runner, tmp_pa
 
     path = write_config(tmp_path, "http://127.0.0.1:9/feed.xml")
     database = tmp_path / "state" / "w.db"
-    store = Store(database)
+    store = open_store(database)
     items = tuple(NewItem(Entry(f"k{i}", title="Istanbul talks " * 50)) for i in range(100))
     now = datetime.now(UTC)
     store.ingest("world", "u", etag=None, last_modified=None, present=[], new_items=items, now=now)

@@ -11,7 +11,8 @@ from watcher.errors import StateError
 from watcher.http import new_session
 from watcher.poll import Poller
 from watcher.rules import Matcher
-from watcher.state import Store
+from watcher.state import open_store
+from watcher.state.sqlite import SQLiteStore
 
 NOW = datetime.now(UTC)
 
@@ -31,7 +32,7 @@ def poll(make_config, feed_server):
             rules=[{"name": "talks", "query": "Istanbul", "notify": ["hook"]}],
             notify={"hook": {"type": "webhook", "url": "http://127.0.0.1:9/hook"}},
         )
-        store = Store(config.settings.database)
+        store = open_store(config.settings.database)
         try:
             poller = Poller(
                 store, new_session("t"), Matcher(config.compiled_rules()), config.settings
@@ -115,7 +116,7 @@ def test_a_database_failure_fails_the_poll_and_loses_nothing(
         raise StateError("database w.db: database or disk is full")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Store, "ingest", full)
+        patch.setattr(SQLiteStore, "ingest", full)
         outcome, deliveries = poll(backfill=True)
     assert outcome.status == "failed"
     assert (

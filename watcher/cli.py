@@ -23,7 +23,7 @@ from watcher.errors import ConfigError, QueryError, WatcherError
 from watcher.links import safe_link
 from watcher.query import DEFAULT_FIELDS, parse
 from watcher.rules import Matcher, Rule
-from watcher.state import DatabaseLock, FeedState, Store, StoredItem
+from watcher.state import DatabaseLock, FeedState, Store, StoredItem, open_store
 from watcher.text import highlight, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -503,7 +503,7 @@ def _rule(query: str | None, rule_name: str | None, config: Config | None) -> Ru
 
 @contextmanager
 def _store(config: Config) -> Iterator[Store]:
-    store = Store(config.settings.database)
+    store = open_store(config.settings.database)
     try:
         yield store
     finally:

@@ -17,7 +17,7 @@ from watcher.notify import build_notifiers
 from watcher.parse import ParserPool, parse_feed
 from watcher.poll import Poller, PollOutcome
 from watcher.rules import Matcher
-from watcher.state import DatabaseLock, Store
+from watcher.state import DatabaseLock, open_store
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class Pipeline:
     def __init__(self, config: Config) -> None:
         self.config = config
         settings = config.settings
-        self.store = Store(settings.database)
+        self.store = open_store(settings.database)
         self.session = new_session(settings.user_agent, pool_size=settings.concurrency)
         self.parsers = ParserPool() if len(config.feeds) >= PARSER_POOL_FROM else None
         self.poller = Poller(

@@ -230,7 +230,8 @@ def test_the_same_story_through_two_feeds_is_alerted_once(db):
     assert db.delivery_counts() == {"pending": 2}
     match = db.recent_matches(NOW - timedelta(days=1))[-1]
     assert match.item.feed == "world"
-    row = db._db().execute("SELECT also_in FROM matches ORDER BY id LIMIT 1").fetchone()
+    with db._read() as tx:
+        row = tx.execute("SELECT also_in FROM matches ORDER BY id LIMIT 1").fetchone()
     assert json.loads(row[0]) == ["europe"]
 
 

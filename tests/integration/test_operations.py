@@ -9,7 +9,7 @@ import urllib.request
 from tests.conftest import rss
 from tests.integration.process import Output, daemon_config, run_refused, start, wait_for
 from tests.servers import Route, free_port
-from watcher.state import Store
+from watcher.state import open_store
 
 
 def get(url: str) -> tuple[int, str]:
@@ -120,7 +120,7 @@ def test_the_config_is_reloaded_when_edited_and_a_bad_edit_is_refused(
     assert daemon.returncode == 0, text
     assert "YAML syntax error" in text
     assert receiver.bodies()[-1]["item"]["title"] == "Istanbul talks"  # the old config still ran
-    store = Store(tmp_path / "w.db")
+    store = open_store(tmp_path / "w.db")
     try:
         assert store.delivery_counts()["pending"] == 1  # the alert for "down" outlived the stop
     finally:

@@ -1,0 +1,51 @@
+"""The state: feeds, items, matches and the outbox. The only package that writes SQL.
+
+``open_store`` opens the backend that ``settings.database`` names: a path for SQLite (one
+polling process), a ``postgresql://`` URL for PostgreSQL (any number of them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from watcher.state.base import (
+    Delivery,
+    DeliveryRow,
+    FeedState,
+    NewItem,
+    Outbox,
+    PollState,
+    Reports,
+    Store,
+    StoredItem,
+    StoredMatch,
+    Upkeep,
+    from_timestamp,
+    timestamp,
+)
+from watcher.state.lock import DatabaseLock
+
+__all__ = [
+    "DatabaseLock",
+    "Delivery",
+    "DeliveryRow",
+    "FeedState",
+    "NewItem",
+    "Outbox",
+    "PollState",
+    "Reports",
+    "Store",
+    "StoredItem",
+    "StoredMatch",
+    "Upkeep",
+    "from_timestamp",
+    "open_store",
+    "timestamp",
+]
+
+
+def open_store(database: str | Path) -> Store:
+    """The store of a database setting: a path (SQLite) or a ``postgresql://`` URL."""
+    from watcher.state.sqlite import SQLiteStore
+
+    return SQLiteStore(database)

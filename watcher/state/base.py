@@ -1,0 +1,257 @@
+"""What the rest of watcher sees of its state: plain records and one small interface, split
+by caller (polls, the outbox, reports, upkeep). Two backends implement it: SQLite for one
+process, PostgreSQL for many (``open_store`` picks one from ``settings.database``)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from watcher.models import Alert, Entry
+from watcher.rules import Match
+
+
+def timestamp(moment: datetime) -> str:
+    """UTC ISO 8601 with a fixed width, so that text order is time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_timestamp(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class FeedState:
+    name: str
+    etag: str | None = None
+    last_modified: str | None = None
+    baseline_done: bool = False
+    failures: int = 0
+    last_success: datetime | None = None
+    last_error: str | None = None
+    next_poll: datetime | None = None
+    """Set while a failing feed backs off."""
+    gone: bool = False
+    moved_to: str | None = None
+    body_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An entry not seen before in its feed, with the matches to alert (none for a baseline)."""
+
+    entry: Entry
+    matches: tuple[Match, ...] = ()
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    feed: str
+    entry: Entry
+    first_seen: datetime
+
+
+@dataclass(frozen=True)
+class StoredMatch:
+    rule: str
+    terms: tuple[str, ...]
+    detected_at: datetime
+    item: StoredItem
+    deliveries: tuple[str, ...]
+    """``notifier:status`` of each delivery of the match."""
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    """A delivery as ``watcher deliveries`` lists it."""
+
+    id: int
+    delivery_id: str
+    notifier: str
+    status: str
+    attempts: int
+    next_attempt: datetime | None
+    sent_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    rule: str
+    feed: str
+    title: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    notifier: str
+    attempts: int
+    created_at: datetime
+    alert: Alert
+
+
+class PollState(ABC):
+    """What a poll reads and writes."""
+
+    @abstractmethod
+    def feed_state(self, name: str, url: str | None = None) -> FeedState:
+        """What is known of a feed; when the config now gives it another ``url``, only its
+        baseline is kept (validators, health and backoff were the old URL's)."""
+
+    @abstractmethod
+    def unseen(self, feed: str, keys: Sequence[str]) -> set[str]:
+        """The keys not yet stored for this feed."""
+
+    @abstractmethod
+    def ingest(
+        self,
+        feed: str,
+        url: str,
+        *,
+        etag: str | None,
+        last_modified: str | None,
+        present: Sequence[str],
+        new_items: Iterable[NewItem],
+        now: datetime,
+        moved_to: str | None = None,
+        body_hash: str | None = None,
+    ) -> int:
+        """Record a successful poll in one transaction: new items, their matches and the
+        matches' deliveries, the keys still present and the feed's validators. Return the
+        number of deliveries created."""
+
+    @abstractmethod
+    def record_unchanged(
+        self,
+        name: str,
+        url: str,
+        now: datetime,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        moved_to: str | None = None,
+    ) -> None:
+        """A successful poll that brought nothing new (a 304, or the same body again): the
+        items of the last full poll are still in the feed, so they are seen again now."""
+
+    @abstractmethod
+    def record_failure(
+        self,
+        name: str,
+        url: str,
+        error: str,
+        now: datetime,
+        *,
+        retry_at: datetime | None = None,
+        gone: bool = False,
+    ) -> int:
+        """Note a failed poll, the time before which the feed is not polled again, and
+        whether it is gone for good; return the number of consecutive failures."""
+
+
+class Outbox(ABC):
+    """What the delivery worker reads and writes."""
+
+    @abstractmethod
+    def notifiers_due(self, now: datetime, notifiers: Iterable[str]) -> list[str]:
+        """The notifiers that have a delivery due."""
+
+    @abstractmethod
+    def due_deliveries(
+        self, now: datetime, notifiers: Iterable[str], limit: int = 200
+    ) -> list[Delivery]:
+        """Pending deliveries whose time has come and that nobody holds, oldest first."""
+
+    @abstractmethod
+    def claim(self, delivery_ids: int | Sequence[int], now: datetime, lease: timedelta) -> bool:
+        """Lease pending deliveries for sending, all or none; False when another holds one
+        or one is no longer pending. A lease that ran out (its holder died) is taken back."""
+
+    @abstractmethod
+    def mark_sent(
+        self, delivery_ids: int | Sequence[int], now: datetime, note: str | None = None
+    ) -> None:
+        """Record acknowledged deliveries (a digest's together); ``note`` keeps a warning."""
+
+    @abstractmethod
+    def mark_failed(
+        self,
+        delivery_ids: int | Sequence[int],
+        error: str,
+        *,
+        retry_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Record a failed attempt: pending until ``retry_at``, or dead when it is None."""
+
+    @abstractmethod
+    def release_leases(self) -> int:
+        """Give back every lease, for a process that knows no other can hold one."""
+
+
+class Reports(ABC):
+    """What the commands and pages that only look read."""
+
+    @abstractmethod
+    def feed_states(self) -> dict[str, FeedState]: ...
+
+    @abstractmethod
+    def item_counts(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    def item_count(self, feed: str | None = None) -> int: ...
+
+    @abstractmethod
+    def items_since(self, since: datetime, feed: str | None = None) -> Iterator[StoredItem]:
+        """Items first seen since a time, newest first, optionally of one feed."""
+
+    @abstractmethod
+    def search(self, query: str, limit: int = 20) -> list[StoredItem]:
+        """Full-text search over titles, summaries and contents."""
+
+    @abstractmethod
+    def recent_matches(
+        self, since: datetime, rule: str | None = None, limit: int = 100
+    ) -> list[StoredMatch]:
+        """Matches detected since a time, newest first, with their deliveries' states."""
+
+    @abstractmethod
+    def deliveries(self, *, failed: bool = False, limit: int = 100) -> list[DeliveryRow]:
+        """The outbox, newest first; ``failed``: only dead deliveries and pending ones that
+        have failed at least once."""
+
+    @abstractmethod
+    def delivery_counts(self) -> dict[str, int]: ...
+
+
+class Upkeep(ABC):
+    """Retention, requeueing, health and closing."""
+
+    @abstractmethod
+    def prune(self, before: datetime) -> int:
+        """Delete the items last seen in their feed before a time, with their matches and
+        finished deliveries; an item still in its feed or with a pending delivery is kept.
+        Return how many items went."""
+
+    @abstractmethod
+    def requeue(self, ids: Sequence[int], now: datetime) -> int:
+        """Put dead deliveries (those of ``ids``, or all when empty) back in the queue, due
+        now and with a fresh ``give_up`` period; return how many."""
+
+    @abstractmethod
+    def writable(self) -> str | None:
+        """What keeps the database from being written, or None when it can be."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close every connection; call once the worker threads are done."""
+
+
+class Store(PollState, Outbox, Reports, Upkeep, ABC):
+    """The whole state interface; each backend implements it, and one contract test suite
+    runs over each."""
+
+    description: str
+    """Where the state lives, for people: a path, or a URL without its password."""

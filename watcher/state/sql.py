@@ -1,0 +1,561 @@
+"""The queries both backends share, written once in the SQL that SQLite and PostgreSQL both
+speak (``?`` placeholders, ``RETURNING``, ``ON CONFLICT``); a backend supplies connections,
+transactions, its full-text search and the few words where the two differ."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from abc import abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from watcher.links import canonical_link
+from watcher.models import Alert, Entry
+from watcher.rules import Match
+from watcher.state.base import (
+    Delivery,
+    DeliveryRow,
+    FeedState,
+    NewItem,
+    Store,
+    StoredItem,
+    StoredMatch,
+    from_timestamp,
+    timestamp,
+)
+
+CHUNK = 500
+"""Values bound in one ``IN (...)``: well under either database's limit."""
+ITEM_COLUMNS = "feed, key, title, link, summary, content, author, tags, published, first_seen"
+ITEM_COLUMNS_I = ", ".join(f"i.{column}" for column in ITEM_COLUMNS.split(", "))
+INSERT_ITEM = (
+    "INSERT INTO items (feed, key, title, link, canonical, summary, content, author, tags,"
+    " published, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (feed, key) DO NOTHING"
+)
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Tx(Protocol):
+    """A connection inside a transaction (or for reading), in ``?`` placeholder SQL."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
+
+
+class SQLStore(Store):
+    """Everything but connections, search and the dialect's few differences."""
+
+    concat_statuses = "group_concat(d.notifier || ':' || d.status, ' ')"
+
+    @abstractmethod
+    def _read(self) -> AbstractContextManager[Tx]:
+        """A connection to read with."""
+
+    @abstractmethod
+    def _write(self) -> AbstractContextManager[Tx]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+
+    # feeds
+
+    def feed_state(self, name: str, url: str | None = None) -> FeedState:
+        with self._read() as tx:
+            rows = tx.rows("SELECT * FROM feeds WHERE name = ?", [name])
+        if not rows:
+            return FeedState(name)
+        row = rows[0]
+        if url is not None and row["url"] != url:
+            return FeedState(name, baseline_done=bool(row["baseline_done"]))
+        return _feed_state(row)
+
+    def feed_states(self) -> dict[str, FeedState]:
+        with self._read() as tx:
+            rows = tx.rows("SELECT * FROM feeds")
+        return {row["name"]: _feed_state(row) for row in rows}
+
+    def item_counts(self) -> dict[str, int]:
+        with self._read() as tx:
+            rows = tx.execute("SELECT feed, count(*) FROM items GROUP BY feed").fetchall()
+        return {feed: int(count) for feed, count in rows}
+
+    def record_failure(
+        self,
+        name: str,
+        url: str,
+        error: str,
+        now: datetime,
+        *,
+        retry_at: datetime | None = None,
+        gone: bool = False,
+    ) -> int:
+        with self._write() as tx:
+            self._ensure_feed(tx, name, url, now)
+            row = tx.execute(
+                "UPDATE feeds SET last_poll = ?, last_error = ?, failures = failures + 1,"
+                " next_poll = ?, gone = ? WHERE name = ? RETURNING failures",
+                [timestamp(now), error, retry_at and timestamp(retry_at), int(gone), name],
+            ).fetchone()
+        return int(row[0])
+
+    def record_unchanged(
+        self,
+        name: str,
+        url: str,
+        now: datetime,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        moved_to: str | None = None,
+    ) -> None:
+        with self._write() as tx:
+            self._ensure_feed(tx, name, url, now)
+            tx.execute(
+                "UPDATE items SET last_seen = ? WHERE feed = ? AND last_seen ="
+                " (SELECT max(last_seen) FROM items WHERE feed = ?)",
+                [timestamp(now), name, name],
+            )
+            _mark_success(tx, name, now, etag, last_modified, moved_to)
+
+    def _ensure_feed(self, tx: Tx, name: str, url: str, now: datetime) -> None:
+        """The feed's row; a new URL drops what was known of the old one but the baseline."""
+        row = tx.execute("SELECT url FROM feeds WHERE name = ?", [name]).fetchone()
+        if row is None:
+            tx.execute(
+                "INSERT INTO feeds (name, url, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
+                [name, url, timestamp(now)],
+            )
+        elif row[0] != url:
+            tx.execute(
+                "UPDATE feeds SET url = ?, etag = NULL, last_modified = NULL, body_hash = NULL,"
+                " gone = 0, moved_to = NULL, next_poll = NULL, failures = 0 WHERE name = ?",
+                [url, name],
+            )
+
+    # items
+
+    def unseen(self, feed: str, keys: Sequence[str]) -> set[str]:
+        known: set[str] = set()
+        with self._read() as tx:
+            for chunk in _chunks(keys):
+                rows = tx.execute(
+                    f"SELECT key FROM items WHERE feed = ? AND key IN ({_marks(chunk)})",
+                    [feed, *chunk],
+                ).fetchall()
+                known.update(row[0] for row in rows)
+        return set(keys) - known
+
+    def ingest(
+        self,
+        feed: str,
+        url: str,
+        *,
+        etag: str | None,
+        last_modified: str | None,
+        present: Sequence[str],
+        new_items: Iterable[NewItem],
+        now: datetime,
+        moved_to: str | None = None,
+        body_hash: str | None = None,
+    ) -> int:
+        stamp = timestamp(now)
+        created = 0
+        items = list(new_items)
+        with self._write() as tx:
+            self._ensure_feed(tx, feed, url, now)
+            quiet = [_item_row(feed, i.entry, stamp) for i in items if not i.matches]
+            if quiet:  # most items match nothing: stored in one statement
+                tx.executemany(INSERT_ITEM, quiet)
+            for item in items:
+                if not item.matches:
+                    continue
+                canonical = canonical_link(item.entry.link)
+                row = tx.execute(
+                    INSERT_ITEM + " RETURNING id", _item_row(feed, item.entry, stamp, canonical)
+                ).fetchone()
+                if row is None:
+                    continue
+                for match in item.matches:
+                    if canonical and _seen_elsewhere(tx, match.rule, canonical, feed):
+                        continue
+                    created += _insert_match(tx, int(row[0]), match, stamp)
+            for chunk in _chunks(present):
+                tx.execute(
+                    f"UPDATE items SET last_seen = ? WHERE feed = ? AND key IN ({_marks(chunk)})",
+                    [stamp, feed, *chunk],
+                )
+            tx.execute("UPDATE feeds SET baseline_done = 1 WHERE name = ?", [feed])
+            _mark_success(tx, feed, now, etag, last_modified, moved_to, body_hash)
+        return created
+
+    def item_count(self, feed: str | None = None) -> int:
+        sql = "SELECT count(*) FROM items" + (" WHERE feed = ?" if feed else "")
+        with self._read() as tx:
+            return int(tx.execute(sql, [feed] if feed else []).fetchone()[0])
+
+    def items_since(self, since: datetime, feed: str | None = None) -> Iterator[StoredItem]:
+        sql = f"SELECT id, {ITEM_COLUMNS} FROM items WHERE first_seen >= ?"
+        params: list[Any] = [timestamp(since)]
+        if feed:
+            sql += " AND feed = ?"
+            params.append(feed)
+        last: tuple[str, int] | None = None
+        while True:  # in pages, so that no connection is held while the caller works
+            page = sql
+            bound = list(params)
+            if last is not None:
+                page += " AND (first_seen < ? OR (first_seen = ? AND id < ?))"
+                bound += [last[0], last[0], last[1]]
+            with self._read() as tx:
+                rows = tx.rows(page + " ORDER BY first_seen DESC, id DESC LIMIT ?", [*bound, CHUNK])
+            for row in rows:
+                yield stored_item(row)
+            if len(rows) < CHUNK:
+                return
+            last = (rows[-1]["first_seen"], rows[-1]["id"])
+
+    def recent_matches(
+        self, since: datetime, rule: str | None = None, limit: int = 100
+    ) -> list[StoredMatch]:
+        sql = (
+            f"SELECT m.id AS match_id, m.rule, m.terms, m.detected_at, {ITEM_COLUMNS_I},"
+            f" (SELECT {self.concat_statuses} FROM deliveries d"
+            "  WHERE d.match_id = m.id) AS deliveries"
+            " FROM matches m JOIN items i ON i.id = m.item_id WHERE m.detected_at >= ?"
+        )
+        params: list[str | int] = [timestamp(since)]
+        if rule:
+            sql += " AND m.rule = ?"
+            params.append(rule)
+        sql += " ORDER BY m.id DESC LIMIT ?"
+        params.append(limit)
+        with self._read() as tx:
+            rows = tx.rows(sql, params)
+        return [
+            StoredMatch(
+                rule=row["rule"],
+                terms=tuple(json.loads(row["terms"] or "[]")),
+                detected_at=from_timestamp(row["detected_at"]) or datetime.now(UTC),
+                item=stored_item(row),
+                deliveries=tuple(sorted((row["deliveries"] or "").split())),
+            )
+            for row in rows
+        ]
+
+    # deliveries
+
+    def due_deliveries(
+        self, now: datetime, notifiers: Iterable[str], limit: int = 200
+    ) -> list[Delivery]:
+        names = list(notifiers)
+        if not names:
+            return []
+        with self._read() as tx:
+            rows = tx.rows(
+                "SELECT d.id, d.uid, d.notifier, d.attempts, d.created_at, m.rule, m.terms,"
+                " m.hits, m.detected_at, i.key, i.title, i.link, i.summary, i.content, i.author,"
+                " i.tags, i.published, f.name AS feed_name, f.url AS feed_url"
+                " FROM deliveries d JOIN matches m ON m.id = d.match_id"
+                " JOIN items i ON i.id = m.item_id JOIN feeds f ON f.name = i.feed"
+                " WHERE d.status = 'pending' AND d.next_attempt <= ?"
+                f" AND d.notifier IN ({_marks(names)})"
+                " AND (d.lease_until IS NULL OR d.lease_until <= ?)"
+                " ORDER BY d.id LIMIT ?",
+                [timestamp(now), *names, timestamp(now), limit],
+            )
+        return [_delivery(row) for row in rows]
+
+    def release_leases(self) -> int:
+        with self._write() as tx:
+            return tx.execute(
+                "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
+            ).rowcount
+
+    def notifiers_due(self, now: datetime, notifiers: Iterable[str]) -> list[str]:
+        names = list(notifiers)
+        if not names:
+            return []
+        with self._read() as tx:
+            rows = tx.execute(
+                "SELECT DISTINCT notifier FROM deliveries WHERE status = 'pending'"
+                f" AND next_attempt <= ? AND notifier IN ({_marks(names)})"
+                " AND (lease_until IS NULL OR lease_until <= ?)",
+                [timestamp(now), *names, timestamp(now)],
+            ).fetchall()
+        return sorted(row[0] for row in rows)
+
+    def claim(self, delivery_ids: int | Sequence[int], now: datetime, lease: timedelta) -> bool:
+        ids = _ids(delivery_ids)
+        free = f"id IN ({_marks(ids)}) AND status = 'pending'"
+        free += " AND (lease_until IS NULL OR lease_until <= ?)"
+        try:
+            with self._write() as tx:
+                taken = tx.execute(
+                    f"UPDATE deliveries SET lease_until = ? WHERE {free}",
+                    [timestamp(now + lease), *ids, timestamp(now)],
+                ).rowcount
+                if taken != len(ids):
+                    raise _NotAll
+        except _NotAll:
+            return False
+        return True
+
+    def mark_sent(
+        self, delivery_ids: int | Sequence[int], now: datetime, note: str | None = None
+    ) -> None:
+        ids = _ids(delivery_ids)
+        with self._write() as tx:
+            tx.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
+                f" last_error = ?, lease_until = NULL WHERE id IN ({_marks(ids)})",
+                [timestamp(now), note, *ids],
+            )
+
+    def mark_failed(
+        self,
+        delivery_ids: int | Sequence[int],
+        error: str,
+        *,
+        retry_at: datetime | None,
+        now: datetime,
+    ) -> None:
+        ids = _ids(delivery_ids)
+        status = "pending" if retry_at is not None else "dead"
+        with self._write() as tx:
+            tx.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
+                f" next_attempt = ?, lease_until = NULL WHERE id IN ({_marks(ids)})",
+                [status, error, timestamp(retry_at or now), *ids],
+            )
+
+    def deliveries(self, *, failed: bool = False, limit: int = 100) -> list[DeliveryRow]:
+        where = "WHERE d.status = 'dead' OR (d.status = 'pending' AND d.attempts > 0)"
+        with self._read() as tx:
+            rows = tx.rows(
+                "SELECT d.id, d.uid, d.notifier, d.status, d.attempts, d.next_attempt,"
+                " d.sent_at, d.last_error, d.created_at, m.rule, i.feed, i.title"
+                " FROM deliveries d JOIN matches m ON m.id = d.match_id"
+                f" JOIN items i ON i.id = m.item_id {where if failed else ''}"
+                " ORDER BY d.id DESC LIMIT ?",
+                [limit],
+            )
+        return [
+            DeliveryRow(
+                id=row["id"],
+                delivery_id=row["uid"],
+                notifier=row["notifier"],
+                status=row["status"],
+                attempts=row["attempts"],
+                next_attempt=from_timestamp(row["next_attempt"]),
+                sent_at=from_timestamp(row["sent_at"]),
+                last_error=row["last_error"],
+                created_at=from_timestamp(row["created_at"]) or datetime.now(UTC),
+                rule=row["rule"],
+                feed=row["feed"],
+                title=row["title"] or "",
+            )
+            for row in rows
+        ]
+
+    def delivery_counts(self) -> dict[str, int]:
+        with self._read() as tx:
+            rows = tx.execute("SELECT status, count(*) FROM deliveries GROUP BY status")
+            return {status: int(count) for status, count in rows.fetchall()}
+
+    # upkeep
+
+    def prune(self, before: datetime) -> int:
+        with self._write() as tx:
+            ids = [
+                row[0]
+                for row in tx.execute(
+                    "SELECT i.id FROM items i WHERE i.last_seen < ? AND NOT EXISTS ("
+                    " SELECT 1 FROM matches m JOIN deliveries d ON d.match_id = m.id"
+                    " WHERE m.item_id = i.id AND d.status = 'pending')",
+                    [timestamp(before)],
+                ).fetchall()
+            ]
+            for chunk in _chunks(ids):
+                marks = _marks(chunk)
+                tx.execute(
+                    "DELETE FROM deliveries WHERE match_id IN"
+                    f" (SELECT id FROM matches WHERE item_id IN ({marks}))",
+                    chunk,
+                )
+                tx.execute(f"DELETE FROM matches WHERE item_id IN ({marks})", chunk)
+                tx.execute(f"DELETE FROM items WHERE id IN ({marks})", chunk)
+        return len(ids)
+
+    def requeue(self, ids: Sequence[int], now: datetime) -> int:
+        sql = (
+            "UPDATE deliveries SET status = 'pending', next_attempt = ?, created_at = ?,"
+            " lease_until = NULL WHERE status = 'dead'"
+        )
+        params: list[str | int] = [timestamp(now), timestamp(now)]
+        if ids:
+            sql += f" AND id IN ({_marks(ids)})"
+            params.extend(ids)
+        with self._write() as tx:
+            return tx.execute(sql, params).rowcount
+
+
+class _NotAll(Exception):
+    """A claim found a delivery already held or sent: its transaction is rolled back."""
+
+
+def _feed_state(row: dict[str, Any]) -> FeedState:
+    return FeedState(
+        name=row["name"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        baseline_done=bool(row["baseline_done"]),
+        failures=row["failures"],
+        last_success=from_timestamp(row["last_success"]),
+        last_error=row["last_error"],
+        next_poll=from_timestamp(row["next_poll"]),
+        gone=bool(row["gone"]),
+        moved_to=row["moved_to"],
+        body_hash=row["body_hash"],
+    )
+
+
+def _mark_success(
+    tx: Tx,
+    name: str,
+    now: datetime,
+    etag: str | None,
+    last_modified: str | None,
+    moved_to: str | None,
+    body_hash: str | None = None,
+) -> None:
+    tx.execute(
+        "UPDATE feeds SET last_poll = ?, last_success = ?, last_error = NULL, failures = 0,"
+        " next_poll = NULL, gone = 0, etag = ?, last_modified = ?, moved_to = ?,"
+        " body_hash = coalesce(?, body_hash) WHERE name = ?",
+        [timestamp(now), timestamp(now), etag, last_modified, moved_to, body_hash, name],
+    )
+
+
+def _seen_elsewhere(tx: Tx, rule: str, canonical: str, feed: str) -> bool:
+    """Whether the rule already matched this story, linked from another item; if so the
+    feed is added to that match's ``also_in`` and no second alert is made."""
+    row = tx.execute(
+        "SELECT m.id, m.also_in, i.feed FROM matches m JOIN items i ON i.id = m.item_id"
+        " WHERE i.canonical = ? AND m.rule = ? ORDER BY m.id LIMIT 1",
+        [canonical, rule],
+    ).fetchone()
+    if row is None:
+        return False
+    match_id, also_in, first_feed = row
+    feeds = json.loads(also_in or "[]")
+    if feed != first_feed and feed not in feeds:
+        feeds.append(feed)
+        tx.execute(
+            "UPDATE matches SET also_in = ? WHERE id = ?",
+            [json.dumps(feeds, ensure_ascii=False), match_id],
+        )
+    return True
+
+
+def _insert_match(tx: Tx, item_id: int, match: Match, stamp: str) -> int:
+    row = tx.execute(
+        "INSERT INTO matches (item_id, rule, terms, hits, detected_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (item_id, rule) DO NOTHING RETURNING id",
+        [
+            item_id,
+            match.rule,
+            json.dumps(list(match.terms), ensure_ascii=False),
+            json.dumps([list(hit) for hit in match.hits], ensure_ascii=False),
+            stamp,
+        ],
+    ).fetchone()
+    if row is None:
+        return 0
+    for notifier in match.notify:
+        tx.execute(
+            "INSERT INTO deliveries (uid, match_id, notifier, status, attempts,"
+            " next_attempt, created_at) VALUES (?, ?, ?, 'pending', 0, ?, ?)",
+            [str(uuid.uuid4()), row[0], notifier, stamp, stamp],
+        )
+    return len(match.notify)
+
+
+def _item_row(feed: str, entry: Entry, stamp: str, canonical: str | None = None) -> list[Any]:
+    published = timestamp(entry.published) if entry.published else None
+    if canonical is None:
+        canonical = canonical_link(entry.link)
+    return [
+        feed,
+        entry.key,
+        entry.title,
+        entry.link,
+        canonical or None,
+        entry.summary,
+        entry.content,
+        entry.author,
+        json.dumps(list(entry.tags), ensure_ascii=False),
+        published,
+        stamp,
+        stamp,
+    ]
+
+
+def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), CHUNK):
+        yield values[start : start + CHUNK]
+
+
+def _ids(delivery_ids: int | Sequence[int]) -> list[int]:
+    return [delivery_ids] if isinstance(delivery_ids, int) else list(delivery_ids)
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ",".join("?" * len(values))
+
+
+def entry_of(row: dict[str, Any]) -> Entry:
+    return Entry(
+        key=row["key"],
+        title=row["title"] or "",
+        link=row["link"] or "",
+        summary=row["summary"] or "",
+        content=row["content"] or "",
+        author=row["author"] or "",
+        tags=tuple(json.loads(row["tags"] or "[]")),
+        published=from_timestamp(row["published"]),
+    )
+
+
+def stored_item(row: dict[str, Any]) -> StoredItem:
+    seen = from_timestamp(row["first_seen"]) or datetime.now(UTC)
+    return StoredItem(row["feed"], entry_of(row), seen)
+
+
+def _delivery(row: dict[str, Any]) -> Delivery:
+    entry = entry_of(row)
+    alert = Alert(
+        delivery_id=row["uid"],
+        rule=row["rule"],
+        terms=tuple(json.loads(row["terms"] or "[]")),
+        words=tuple(sorted({w for _, _, found in json.loads(row["hits"] or "[]") for w in found})),
+        feed_name=row["feed_name"],
+        feed_url=row["feed_url"],
+        item=entry,
+        detected_at=from_timestamp(row["detected_at"]) or datetime.now(UTC),
+    )
+    created = from_timestamp(row["created_at"]) or alert.detected_at
+    return Delivery(row["id"], row["notifier"], row["attempts"], created, alert)

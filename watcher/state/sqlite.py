@@ -1,0 +1,254 @@
+"""The SQLite backend: one process polls (``DatabaseLock``), any number of commands read.
+
+Polls run in worker threads and a sqlite3 connection must stay in its thread, so each thread
+gets its own, closed once the thread has ended. Writes of this process's threads take turns
+on a lock of the process, so they never meet in SQLite's busy handler, which sleeps; a write
+opens with ``BEGIN IMMEDIATE``, so that another process (a command such as ``watcher retry``)
+is waited for (``busy_timeout``) instead of failing at once with "database is locked".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database, Migrations
+
+from watcher.errors import QueryError, StateError
+from watcher.state.base import StoredItem
+from watcher.state.sql import ITEM_COLUMNS_I, SQLStore, stored_item
+
+BUSY_TIMEOUT = 30.0
+
+migrations = Migrations("watcher")
+
+
+@migrations()
+def create_core_tables(db: Database) -> None:
+    db.table("feeds").create(
+        {
+            "name": str,
+            "url": str,
+            "etag": str,
+            "last_modified": str,
+            "baseline_done": int,
+            "last_poll": str,
+            "last_success": str,
+            "last_error": str,
+            "failures": int,
+            "created_at": str,
+        },
+        pk="name",
+        not_null={"url", "baseline_done", "failures"},
+        defaults={"baseline_done": 0, "failures": 0},
+    )
+    db.table("items").create(
+        {
+            "id": int,
+            "feed": str,
+            "key": str,
+            "title": str,
+            "link": str,
+            "summary": str,
+            "content": str,
+            "author": str,
+            "tags": str,
+            "published": str,
+            "first_seen": str,
+            "last_seen": str,
+        },
+        pk="id",
+        not_null={"feed", "key"},
+    )
+    db.table("items").create_index(["feed", "key"], unique=True)
+    db.table("items").enable_fts(["title", "summary", "content"], create_triggers=True)
+    db.table("matches").create(
+        {"id": int, "item_id": int, "rule": str, "terms": str, "detected_at": str},
+        pk="id",
+        foreign_keys=[("item_id", "items", "id")],
+        not_null={"item_id", "rule"},
+    )
+    db.table("matches").create_index(["item_id", "rule"], unique=True)
+    db.table("deliveries").create(
+        {
+            "id": int,
+            "uid": str,
+            "match_id": int,
+            "notifier": str,
+            "status": str,
+            "attempts": int,
+            "next_attempt": str,
+            "last_error": str,
+            "created_at": str,
+            "sent_at": str,
+        },
+        pk="id",
+        foreign_keys=[("match_id", "matches", "id")],
+        not_null={"uid", "match_id", "notifier", "status", "attempts"},
+        defaults={"status": "pending", "attempts": 0},
+    )
+    db.table("deliveries").create_index(["uid"], unique=True)
+    db.table("deliveries").create_index(["status", "next_attempt"])
+    db.table("deliveries").create_index(["notifier", "status", "id"])
+
+
+@migrations()
+def add_match_hits(db: Database) -> None:
+    """Where each term matched (field and words), for highlighting and ``watcher matches``."""
+    db.table("matches").add_column("hits", str)
+
+
+@migrations()
+def add_leases_and_canonical_links(db: Database) -> None:
+    """A delivery being sent is leased, so no two passes send it at once and a pass that
+    died mid-send gives it back when the lease ends. Items keep their canonical link, so a
+    story reaching a rule through two feeds is alerted once; the match records the others."""
+    db.table("deliveries").add_column("lease_until", str)
+    db.table("items").add_column("canonical", str)
+    db.table("items").create_index(["canonical"])
+    db.table("matches").add_column("also_in", str)
+
+
+@migrations()
+def add_feed_health(db: Database) -> None:
+    """When a failing feed may be polled again, whether it is gone (410), where it moved, and
+    a hash of its last body (servers that ignore conditional GET resend the same bytes)."""
+    feeds = db.table("feeds")
+    feeds.add_column("next_poll", str)
+    feeds.add_column("gone", int, not_null_default=0)
+    feeds.add_column("moved_to", str)
+    feeds.add_column("body_hash", str)
+
+
+class _Tx:
+    """A sqlite3 connection behind the ``Tx`` protocol of sql.py."""
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        return self.connection.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self.connection.executemany(sql, rows)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cursor = self.connection.execute(sql, params)
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+class SQLiteStore(SQLStore):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.description = str(self.path)
+        self._local = threading.local()
+        self._connections: dict[threading.Thread, sqlite3.Connection] = {}
+        self._lock = threading.Lock()
+        self._writing = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = self._connection()
+            db = Database(connection, execute_plugins=False)
+            db.enable_wal()
+            migrations.apply(db)
+        except OSError as exc:
+            raise StateError(f"cannot open the database {self.path}: {exc}") from exc
+        except sqlite3.Error as exc:
+            raise state_error(self.path, exc) from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
+            )
+            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+            connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            self._local.connection = connection
+            with self._lock:
+                self._close_finished()
+                self._connections[threading.current_thread()] = connection
+        return connection
+
+    def _close_finished(self) -> None:
+        """Close the connections of threads that ended (a health request's, a delivery
+        pass's), so that open connections never outnumber the live threads."""
+        for thread in [thread for thread in self._connections if not thread.is_alive()]:
+            self._connections.pop(thread).close()
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._connections.values():
+                connection.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[_Tx]:
+        try:
+            yield _Tx(self._connection())
+        except sqlite3.Error as exc:
+            raise state_error(self.path, exc) from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[_Tx]:
+        try:
+            with self._writing:
+                connection = self._connection()
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    yield _Tx(connection)
+                except BaseException:
+                    _roll_back(connection)
+                    raise
+                connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise state_error(self.path, exc) from exc
+
+    def writable(self) -> str | None:
+        try:
+            with self._writing:
+                connection = self._connection()
+                connection.execute("BEGIN IMMEDIATE")
+                connection.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            return f"database {self.path} not writable: {exc}"
+        return None
+
+    def search(self, query: str, limit: int = 20) -> list[StoredItem]:
+        """Full-text search (SQLite FTS5 syntax) over titles, summaries and contents."""
+        sql = (
+            f"SELECT {ITEM_COLUMNS_I} FROM items i JOIN items_fts ON items_fts.rowid = i.id"
+            " WHERE items_fts MATCH ? ORDER BY items_fts.rank LIMIT ?"
+        )
+        try:
+            with self._read() as tx:
+                return [stored_item(row) for row in tx.rows(sql, [query, limit])]
+        except StateError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, sqlite3.OperationalError):
+                raise QueryError(f"bad search query: {cause}", 1) from cause
+            raise
+
+
+def _roll_back(connection: sqlite3.Connection) -> None:
+    """Roll back what is left of a failed transaction. SQLite has already rolled back after
+    some errors (a corrupt page, a full disk): the error that caused it is the one to tell."""
+    if connection.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("ROLLBACK")
+
+
+def state_error(path: Path, exc: sqlite3.Error) -> StateError:
+    cause = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "malformed" in cause or "not a database" in cause or "vtable constructor" in cause
+    ):
+        cause += " (the file is damaged: restore it from a backup, or move it away to start afresh)"
+    return StateError(f"database {path}: {cause}")
