@@ -10,6 +10,8 @@ import pytest
 import yaml
 from hypothesis import settings
 
+from tests import pg
+from tests.pg import PostgresServer
 from tests.servers import FeedServer, Receiver, SmtpServer, free_port
 from watcher.config import Config, loads
 from watcher.demo import serve_on_loopback as serve
@@ -23,6 +25,33 @@ def db(tmp_path: Path) -> Iterator[Store]:
     store = open_store(tmp_path / "watcher.db")
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (Debian's package; `.ci/run` installs it)."""
+    if pg.binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: CI must run the PostgreSQL tests")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    yield from pg.start_server()
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer) -> str:
+    """The URL of a fresh, empty database on the test server."""
+    return postgres.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each backend in turn: the contract suite of the state interface runs on both."""
+    if request.param == "sqlite":
+        opened = open_store(tmp_path / "watcher.db")
+    else:
+        opened = open_store(request.getfixturevalue("postgres_url"))
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

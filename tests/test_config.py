@@ -275,3 +275,35 @@ def test_deep_nesting_is_refused_before_it_can_crash_the_parser(depth):
     assert problems(text) == [
         "watch.yaml:1: lists and mappings nested more than 64 levels deep: refused"
     ]
+
+
+PG_URL = "postgresql://watcher:hunter2-secret@db.example.org:5432/watcher"
+
+
+def test_a_postgresql_url_is_a_valid_database():
+    text = VALID.replace("settings:\n", f"settings:\n  database: {PG_URL}\n")
+    assert loads(text, "watch.yaml", env={}).settings.database == PG_URL
+
+
+def test_a_postgresql_url_without_the_extra_names_the_pip_command(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if "psycopg" in name else real(name, *a)
+    )
+    text = VALID.replace("settings:\n", f"settings:\n  database: {PG_URL}\n")
+    found = problems(text) + problems(VALID, env={"WATCHER_DB": PG_URL})
+    assert found == [
+        "watch.yaml:2: settings.database: the PostgreSQL backend needs the extra: pip install 'watcher[postgres]'",
+        "watch.yaml: WATCHER_DB: the PostgreSQL backend needs the extra: pip install 'watcher[postgres]'",
+    ]
+
+
+def test_a_bad_database_url_is_named_without_its_password():
+    text = VALID.replace("settings:\n", "settings:\n  database: mysql://u:hunter2-secret@h/db\n")
+    (problem,) = problems(text)
+    assert problem == (
+        "watch.yaml:2: settings.database: unknown database URL scheme 'mysql': give a file path,"
+        " or a postgresql:// URL"
+    )

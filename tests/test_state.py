@@ -28,7 +28,7 @@ def ingest(store: Store, feed: str, items: list[NewItem], now: datetime = NOW) -
     )
 
 
-def test_schema_is_migrated_and_recorded(db):
+def test_sqlite_schema_is_migrated_and_recorded(db):
     connection = sqlite3.connect(db.path)
     names = [
         row[0] for row in connection.execute("SELECT name FROM _sqlite_migrations ORDER BY id")
@@ -44,26 +44,26 @@ def test_schema_is_migrated_and_recorded(db):
     open_store(db.path).close()  # reopening applies nothing twice
 
 
-def test_unseen_and_dedupe(db):
-    assert db.unseen("f", ["a", "b"]) == {"a", "b"}
-    ingest(db, "f", [NewItem(Entry("a")), NewItem(Entry("b"))])
-    assert db.unseen("f", ["a", "b", "c"]) == {"c"}
-    assert db.unseen("other", ["a"]) == {"a"}  # keys are per feed
-    ingest(db, "f", [NewItem(Entry("a", title="changed"))])
-    assert db.item_count("f") == 2
+def test_unseen_and_dedupe(store):
+    assert store.unseen("f", ["a", "b"]) == {"a", "b"}
+    ingest(store, "f", [NewItem(Entry("a")), NewItem(Entry("b"))])
+    assert store.unseen("f", ["a", "b", "c"]) == {"c"}
+    assert store.unseen("other", ["a"]) == {"a"}  # keys are per feed
+    ingest(store, "f", [NewItem(Entry("a", title="changed"))])
+    assert store.item_count("f") == 2
 
 
-def test_unseen_handles_more_keys_than_one_statement_takes(db):
+def test_unseen_handles_more_keys_than_one_statement_takes(store):
     keys = [f"k{i}" for i in range(1200)]
-    ingest(db, "f", [NewItem(Entry(key)) for key in keys[:700]])
-    assert db.unseen("f", keys) == set(keys[700:])
+    ingest(store, "f", [NewItem(Entry(key)) for key in keys[:700]])
+    assert store.unseen("f", keys) == set(keys[700:])
 
 
-def test_ingest_creates_one_delivery_per_notifier(db):
+def test_ingest_creates_one_delivery_per_notifier(store):
     match = Match("talks", ("Istanbul",), ("slack", "mail"))
-    created = ingest(db, "f", [NewItem(Entry("a", title="Istanbul"), (match,))])
+    created = ingest(store, "f", [NewItem(Entry("a", title="Istanbul"), (match,))])
     assert created == 2
-    due = db.due_deliveries(NOW, ["slack", "mail"])
+    due = store.due_deliveries(NOW, ["slack", "mail"])
     assert [d.notifier for d in due] == ["slack", "mail"]
     assert due[0].alert.rule == "talks"
     assert due[0].alert.terms == ("Istanbul",)
@@ -72,32 +72,32 @@ def test_ingest_creates_one_delivery_per_notifier(db):
     assert due[0].alert.delivery_id != due[1].alert.delivery_id
 
 
-def test_a_repeated_item_creates_no_second_delivery(db):
+def test_a_repeated_item_creates_no_second_delivery(store):
     match = Match("talks", ("Istanbul",), ("slack",))
-    ingest(db, "f", [NewItem(Entry("a"), (match,))])
-    assert ingest(db, "f", [NewItem(Entry("a"), (match,))]) == 0
-    assert db.delivery_counts() == {"pending": 1}
+    ingest(store, "f", [NewItem(Entry("a"), (match,))])
+    assert ingest(store, "f", [NewItem(Entry("a"), (match,))]) == 0
+    assert store.delivery_counts() == {"pending": 1}
 
 
-def test_ingest_is_one_transaction(db, monkeypatch):
+def test_ingest_is_one_transaction(store, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("the disk failed")
 
     monkeypatch.setattr(watcher.state.sql, "_insert_match", broken)
     match = Match("talks", ("x",), ("slack",))
     with pytest.raises(RuntimeError):
-        ingest(db, "f", [NewItem(Entry("a"), (match,))])
-    assert db.unseen("f", ["a"]) == {"a"}  # the item was not recorded without its alert
-    assert not db.feed_state("f").baseline_done
+        ingest(store, "f", [NewItem(Entry("a"), (match,))])
+    assert store.unseen("f", ["a"]) == {"a"}  # the item was not recorded without its alert
+    assert not store.feed_state("f").baseline_done
 
 
-def test_feed_state_tracks_validators_and_failures(db):
-    assert db.feed_state("f").baseline_done is False
-    assert db.record_failure("f", "http://x", "HTTP 500", NOW) == 1
-    assert db.record_failure("f", "http://x", "HTTP 500", NOW) == 2
-    assert db.feed_state("f").last_error == "HTTP 500"
-    ingest(db, "f", [])
-    state = db.feed_state("f")
+def test_feed_state_tracks_validators_and_failures(store):
+    assert store.feed_state("f").baseline_done is False
+    assert store.record_failure("f", "http://x", "HTTP 500", NOW) == 1
+    assert store.record_failure("f", "http://x", "HTTP 500", NOW) == 2
+    assert store.feed_state("f").last_error == "HTTP 500"
+    ingest(store, "f", [])
+    state = store.feed_state("f")
     assert (state.etag, state.baseline_done, state.failures, state.last_error) == (
         '"e"',
         True,
@@ -107,25 +107,25 @@ def test_feed_state_tracks_validators_and_failures(db):
     assert state.last_success == NOW
 
 
-def test_failed_delivery_is_retried_later_or_dead(db):
-    ingest(db, "f", [NewItem(Entry("a"), (Match("r", (), ("hook",)),))])
-    (delivery,) = db.due_deliveries(NOW, ["hook"])
-    db.mark_failed(delivery.id, "HTTP 500", retry_at=NOW + timedelta(minutes=1), now=NOW)
-    assert db.due_deliveries(NOW, ["hook"]) == []
-    (again,) = db.due_deliveries(NOW + timedelta(minutes=1), ["hook"])
+def test_failed_delivery_is_retried_later_or_dead(store):
+    ingest(store, "f", [NewItem(Entry("a"), (Match("r", (), ("hook",)),))])
+    (delivery,) = store.due_deliveries(NOW, ["hook"])
+    store.mark_failed(delivery.id, "HTTP 500", retry_at=NOW + timedelta(minutes=1), now=NOW)
+    assert store.due_deliveries(NOW, ["hook"]) == []
+    (again,) = store.due_deliveries(NOW + timedelta(minutes=1), ["hook"])
     assert again.attempts == 1
-    db.mark_failed(again.id, "HTTP 400", retry_at=None, now=NOW)
-    assert db.delivery_counts() == {"dead": 1}
+    store.mark_failed(again.id, "HTTP 400", retry_at=None, now=NOW)
+    assert store.delivery_counts() == {"dead": 1}
 
 
-def test_concurrent_writers_from_threads_do_not_fail(db):
+def test_concurrent_writers_from_threads_do_not_fail(store):
     errors: list[BaseException] = []
 
     def writer(feed: str) -> None:
         try:
             for n in range(20):
-                ingest(db, feed, [NewItem(Entry(f"{feed}-{n}"), (Match("r", (), ("hook",)),))])
-                db.record_unchanged(feed, "http://x", NOW)
+                ingest(store, feed, [NewItem(Entry(f"{feed}-{n}"), (Match("r", (), ("hook",)),))])
+                store.record_unchanged(feed, "http://x", NOW)
         except BaseException as exc:
             errors.append(exc)
 
@@ -135,17 +135,17 @@ def test_concurrent_writers_from_threads_do_not_fail(db):
     for thread in threads:
         thread.join()
     assert errors == []
-    assert db.item_count() == 80
-    assert db.delivery_counts() == {"pending": 80}
+    assert store.item_count() == 80
+    assert store.delivery_counts() == {"pending": 80}
 
 
 def test_database_lock_refuses_a_second_holder(tmp_path):
-    first = DatabaseLock(tmp_path / "w.db")
+    first = DatabaseLock(tmp_path / "w.store")
     first.acquire()
     with pytest.raises(StateError, match="another watcher"):
-        DatabaseLock(tmp_path / "w.db").acquire()
+        DatabaseLock(tmp_path / "w.store").acquire()
     first.release()
-    second = DatabaseLock(tmp_path / "w.db")
+    second = DatabaseLock(tmp_path / "w.store")
     second.acquire()
     second.release()
 
@@ -154,12 +154,12 @@ def test_unusable_database_path_is_a_state_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(StateError, match="cannot open the database"):
-        open_store(blocker / "watcher.db")
+        open_store(blocker / "watcher.store")
 
 
-def test_retention_prunes_only_items_gone_from_their_feed_without_pending_alerts(db):
+def test_retention_prunes_only_items_gone_from_their_feed_without_pending_alerts(store):
     old = NOW - timedelta(days=100)
-    db.ingest(
+    store.ingest(
         "f",
         "http://x/f",
         etag=None,
@@ -172,9 +172,9 @@ def test_retention_prunes_only_items_gone_from_their_feed_without_pending_alerts
         ],
         now=old,
     )
-    (sent,) = db.due_deliveries(old, ["hook"])
-    db.mark_sent(sent.id, old)
-    db.ingest(
+    (sent,) = store.due_deliveries(old, ["hook"])
+    store.mark_sent(sent.id, old)
+    store.ingest(
         "f",
         "http://x/f",
         etag=None,
@@ -183,17 +183,17 @@ def test_retention_prunes_only_items_gone_from_their_feed_without_pending_alerts
         new_items=[NewItem(Entry("still"))],
         now=old + timedelta(days=1),
     )
-    db.record_unchanged("f", "http://x/f", NOW)  # 304 today: "still" is still in the feed
-    assert db.prune(NOW - timedelta(days=90)) == 2  # gone, and alerted (its delivery was sent)
-    assert db.unseen("f", ["gone", "alerted", "pending", "still"]) == {"gone", "alerted"}
-    assert db.delivery_counts() == {"pending": 1}
+    store.record_unchanged("f", "http://x/f", NOW)  # 304 today: "still" is still in the feed
+    assert store.prune(NOW - timedelta(days=90)) == 2  # gone, and alerted (its delivery was sent)
+    assert store.unseen("f", ["gone", "alerted", "pending", "still"]) == {"gone", "alerted"}
+    assert store.delivery_counts() == {"pending": 1}
 
 
 def test_a_corrupt_database_names_its_cause_never_a_failed_rollback(tmp_path):
     """Corrupt each page of a database in turn: every write that fails says why, as a
     StateError naming the file (SQLite has sometimes rolled back already; a second ROLLBACK
     then hid the cause behind "cannot rollback - no transaction is active")."""
-    base = tmp_path / "base.db"
+    base = tmp_path / "base.store"
     store = open_store(base)
     items = [NewItem(Entry(f"k{i}", title="t" * 300, summary="word " * 100)) for i in range(300)]
     ingest(store, "f", items)
@@ -202,7 +202,7 @@ def test_a_corrupt_database_names_its_cause_never_a_failed_rollback(tmp_path):
     noise = random.Random(1)
     causes = set()
     for page in range(1, pages):
-        path = tmp_path / f"copy{page}.db"
+        path = tmp_path / f"copy{page}.store"
         damaged = bytearray(base.read_bytes())
         damaged[page * 4096 + 100 : page * 4096 + 400] = noise.randbytes(300)
         path.write_bytes(damaged)
@@ -225,13 +225,13 @@ def test_a_corrupt_database_names_its_cause_never_a_failed_rollback(tmp_path):
 
 
 def test_search_on_a_corrupt_database_is_a_state_error(tmp_path):
-    store = open_store(tmp_path / "w.db")
+    store = open_store(tmp_path / "w.store")
     ingest(store, "f", [NewItem(Entry(f"k{i}", title="Istanbul talks " * 50)) for i in range(100)])
     store.close()
-    damaged = bytearray((tmp_path / "w.db").read_bytes())
+    damaged = bytearray((tmp_path / "w.store").read_bytes())
     damaged[3 * 4096 : 9 * 4096] = b"\xff" * 6 * 4096
-    (tmp_path / "w.db").write_bytes(damaged)
-    store = open_store(tmp_path / "w.db")
-    with pytest.raises(StateError, match=r"^database .*w\.db: .*\(the file is damaged"):
+    (tmp_path / "w.store").write_bytes(damaged)
+    store = open_store(tmp_path / "w.store")
+    with pytest.raises(StateError, match=r"^database .*w\.store: .*\(the file is damaged"):
         store.search("Istanbul")
     store.close()

@@ -25,3 +25,12 @@ def test_mypy_is_clean_on_the_package():
         [shutil.which("mypy") or "mypy", "watcher"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    command = (
+        "bash tests/setup-system.sh && python3 -m pip install -e '.[test]' && python3 -m pytest"
+    )
+    assert f"```sh\n{command}\n```" in readme
+    assert (ROOT / ".ci" / "run").read_text(encoding="utf-8").rstrip().endswith(command)

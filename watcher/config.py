@@ -120,6 +120,23 @@ def _http_url(value: str, *, allow_empty: bool = False) -> str:
     return value
 
 
+def database_problem(database: str) -> str | None:
+    """What is wrong with a ``database`` setting, never quoting it (a URL holds a password)."""
+    if not database.strip():
+        return "empty: give a file path, or a postgresql:// URL"
+    if "://" not in database:
+        return None
+    scheme = database.split("://", 1)[0].lower()
+    if scheme not in ("postgresql", "postgres"):
+        return f"unknown database URL scheme {scheme!r}: give a file path, or a postgresql:// URL"
+    missing = [
+        name for name in ("psycopg", "psycopg_pool") if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        return "the PostgreSQL backend needs the extra: pip install 'watcher[postgres]'"
+    return None
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -142,6 +159,14 @@ class Settings(_Model):
     listen: str | None = "127.0.0.1:9187"  # /healthz and /metrics; null disables
     log_format: Literal["text", "json"] = "text"
     retry: RetrySettings = RetrySettings()
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        problem = database_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
     @field_validator("listen")
     @classmethod
@@ -355,6 +380,9 @@ def _loads(text: str, filename: str, env: Mapping[str, str]) -> Config:
         raise ConfigError(source.sorted_problems())
     assert config is not None
     if env.get("WATCHER_DB"):
+        problem = database_problem(env["WATCHER_DB"])
+        if problem:
+            raise ConfigError([f"{filename}: WATCHER_DB: {problem}"])
         settings = config.settings.model_copy(update={"database": env["WATCHER_DB"]})
         config = config.model_copy(update={"settings": settings})
     return config.model_copy(update={"source": filename})

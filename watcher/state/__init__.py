@@ -39,13 +39,22 @@ __all__ = [
     "StoredMatch",
     "Upkeep",
     "from_timestamp",
+    "is_postgres",
     "open_store",
     "timestamp",
 ]
 
 
+def is_postgres(database: str) -> bool:
+    return database.startswith(("postgresql://", "postgres://"))
+
+
 def open_store(database: str | Path) -> Store:
     """The store of a database setting: a path (SQLite) or a ``postgresql://`` URL."""
+    if is_postgres(str(database)):
+        from watcher.state.postgres import PostgresStore
+
+        return PostgresStore(str(database))
     from watcher.state.sqlite import SQLiteStore
 
     return SQLiteStore(database)

@@ -1,0 +1,231 @@
+"""The PostgreSQL backend: any number of ``watcher run`` processes share one database.
+
+Connections come from a psycopg pool. Reads run in autocommit; a write is one transaction.
+Migrations run under an advisory lock, so processes that start together migrate once. Items
+are deduplicated by unique constraints, so two processes can never both insert, or alert,
+the same item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from watcher.errors import StateError
+from watcher.state.base import StoredItem
+from watcher.state.sql import ITEM_COLUMNS_I, SQLStore, stored_item
+
+CONNECT_TIMEOUT = 10
+MIGRATION_LOCK = 0x77617463  # "watc": one advisory lock id for watcher's migrations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "create_core_tables",
+        """
+        CREATE TABLE feeds (
+            name text PRIMARY KEY,
+            url text NOT NULL,
+            etag text,
+            last_modified text,
+            baseline_done integer NOT NULL DEFAULT 0,
+            last_poll text,
+            last_success text,
+            last_error text,
+            failures integer NOT NULL DEFAULT 0,
+            created_at text,
+            next_poll text,
+            gone integer NOT NULL DEFAULT 0,
+            moved_to text,
+            body_hash text
+        );
+        CREATE TABLE items (
+            id bigserial PRIMARY KEY,
+            feed text NOT NULL,
+            key text NOT NULL,
+            title text,
+            link text,
+            canonical text,
+            summary text,
+            content text,
+            author text,
+            tags text,
+            published text,
+            first_seen text,
+            last_seen text,
+            search tsvector GENERATED ALWAYS AS (to_tsvector('simple',
+                coalesce(title, '') || ' ' || coalesce(summary, '') || ' ' || coalesce(content, '')
+            )) STORED,
+            UNIQUE (feed, key)
+        );
+        CREATE INDEX items_canonical ON items (canonical);
+        CREATE INDEX items_first_seen ON items (first_seen);
+        CREATE INDEX items_search ON items USING gin (search);
+        CREATE TABLE matches (
+            id bigserial PRIMARY KEY,
+            item_id bigint NOT NULL REFERENCES items (id),
+            rule text NOT NULL,
+            terms text,
+            hits text,
+            detected_at text,
+            also_in text,
+            UNIQUE (item_id, rule)
+        );
+        CREATE TABLE deliveries (
+            id bigserial PRIMARY KEY,
+            uid text NOT NULL UNIQUE,
+            match_id bigint NOT NULL REFERENCES matches (id),
+            notifier text NOT NULL,
+            status text NOT NULL DEFAULT 'pending',
+            attempts integer NOT NULL DEFAULT 0,
+            next_attempt text,
+            last_error text,
+            created_at text,
+            sent_at text,
+            lease_until text
+        );
+        CREATE INDEX deliveries_due ON deliveries (status, next_attempt);
+        CREATE INDEX deliveries_notifier ON deliveries (notifier, status, id);
+        CREATE INDEX deliveries_match ON deliveries (match_id);
+        """,
+    ),
+]
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for people and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return parts._replace(netloc=netloc).geturl()
+
+
+@functools.lru_cache(maxsize=512)
+def _dialect(sql: str) -> str:
+    """``?`` placeholders as psycopg's ``%s``."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Tx:
+    """A psycopg connection behind the ``Tx`` protocol of sql.py."""
+
+    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+        self.connection = connection
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
+        return self.connection.execute(_dialect(sql), params)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        with self.connection.cursor() as cursor:
+            cursor.executemany(_dialect(sql), rows)
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        with self.connection.cursor(row_factory=dict_row) as cursor:
+            return cursor.execute(_dialect(sql), params).fetchall()
+
+
+class PostgresStore(SQLStore):
+    concat_statuses = "string_agg(d.notifier || ':' || d.status, ' ' ORDER BY d.notifier)"
+
+    def __init__(self, url: str, pool_size: int = 20) -> None:
+        self.url = url
+        self.description = redact(url)
+        parts = urlsplit(url)
+        self.server = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT},
+            check=ConnectionPool.check_connection,
+            timeout=CONNECT_TIMEOUT,
+            name="watcher",
+            open=False,
+        )
+        try:
+            psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT).close()
+        except psycopg.Error as exc:
+            cause = self._scrub(str(exc).strip().splitlines()[-1].strip())
+            raise StateError(f"cannot reach PostgreSQL at {self.server}: {cause}") from None
+        try:
+            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+            with self._pool.connection() as connection:
+                _migrate(connection)
+        except (psycopg.Error, PoolTimeout) as exc:
+            self._pool.close()
+            raise self._error(exc) from None
+
+    def _scrub(self, text: str) -> str:
+        password = urlsplit(self.url).password
+        return text.replace(password, "***") if password else text
+
+    def _error(self, exc: Exception) -> StateError:
+        message = self._scrub(" ".join(str(exc).split()))
+        return StateError(f"PostgreSQL {self.server}: {message}")
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[_Tx]:
+        try:
+            with self._pool.connection() as connection:
+                yield _Tx(connection)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error(exc) from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[_Tx]:
+        try:
+            with self._pool.connection() as connection, connection.transaction():
+                yield _Tx(connection)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self._error(exc) from exc
+
+    def writable(self) -> str | None:
+        try:
+            with self._pool.connection(timeout=2) as connection:
+                row = connection.execute("SELECT pg_is_in_recovery()").fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            return str(self._error(exc))
+        if row and row[0]:
+            return f"PostgreSQL {self.server} is a read-only standby"
+        return None
+
+    def search(self, query: str, limit: int = 20) -> list[StoredItem]:
+        """Full-text search (web search syntax: words, "phrases", OR, -word)."""
+        sql = (
+            f"SELECT {ITEM_COLUMNS_I} FROM items i"
+            " WHERE i.search @@ websearch_to_tsquery('simple', ?)"
+            " ORDER BY ts_rank(i.search, websearch_to_tsquery('simple', ?)) DESC, i.id DESC"
+            " LIMIT ?"
+        )
+        with self._read() as tx:
+            return [stored_item(row) for row in tx.rows(sql, [query, query, limit])]
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _migrate(connection: psycopg.Connection[Any]) -> None:
+    """Apply the migrations not yet applied, each in its own transaction, under an advisory
+    lock: the first process to start migrates, the others wait and find nothing to do."""
+    connection.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+    try:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS watcher_migrations"
+            " (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        applied = {row[0] for row in connection.execute("SELECT name FROM watcher_migrations")}
+        for name, sql in MIGRATIONS:
+            if name in applied:
+                continue
+            with connection.transaction():
+                connection.execute(sql)
+                connection.execute("INSERT INTO watcher_migrations (name) VALUES (%s)", [name])
+    finally:
+        connection.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
