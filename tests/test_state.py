@@ -12,6 +12,7 @@ from watcher.errors import StateError
 from watcher.models import Entry
 from watcher.rules import Match
 from watcher.state import DatabaseLock, NewItem, Store, open_store
+from watcher.state.base import Process, ScheduledFeed
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -38,6 +39,7 @@ def test_sqlite_schema_is_migrated_and_recorded(db):
         "add_match_hits",
         "add_leases_and_canonical_links",
         "add_feed_health",
+        "add_schedule",
     ]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
@@ -235,3 +237,172 @@ def test_search_on_a_corrupt_database_is_a_state_error(tmp_path):
     with pytest.raises(StateError, match=r"^database .*w\.store: .*\(the file is damaged"):
         store.search("Istanbul")
     store.close()
+
+
+def scheduled(*names: str, interval: timedelta = timedelta(minutes=5)) -> list[ScheduledFeed]:
+    return [
+        ScheduledFeed(name, f"http://example.org/{name}", interval, NOW + timedelta(seconds=i))
+        for i, name in enumerate(names)
+    ]
+
+
+LEASE = timedelta(minutes=1)
+
+
+def test_feeds_are_claimed_when_due_earliest_first_and_once(store):
+    store.sync_feeds(scheduled("a", "b", "c"), NOW)
+    assert store.next_due() == NOW
+    assert store.claim_feeds("p1", NOW + timedelta(seconds=1), 10, LEASE) == ["a", "b"]
+    assert store.claim_feeds("p2", NOW + timedelta(seconds=5), 10, LEASE) == ["c"]
+    assert store.claim_feeds("p2", NOW + timedelta(seconds=5), 10, LEASE) == []
+    assert store.feed_state("a").lease_owner == "p1"
+
+
+def test_a_claim_takes_at_most_its_limit(store):
+    store.sync_feeds(scheduled(*"abcdef"), NOW)
+    assert store.claim_feeds("p", NOW + timedelta(minutes=1), 4, LEASE) == list("abcd")
+    assert store.claim_feeds("p", NOW + timedelta(minutes=1), 0, LEASE) == []
+
+
+def test_recording_a_poll_sets_the_next_one_and_ends_the_lease(store):
+    store.sync_feeds(scheduled("a", "b", "c"), NOW)
+    store.claim_feeds("p", NOW + timedelta(seconds=5), 10, LEASE)
+    later = NOW + timedelta(minutes=5)
+    ingest_at = NOW + timedelta(seconds=6)
+    store.ingest(
+        "a",
+        "http://example.org/a",
+        etag=None,
+        last_modified=None,
+        present=[],
+        new_items=[],
+        now=ingest_at,
+        next_poll=later,
+    )
+    store.record_unchanged("b", "http://example.org/b", ingest_at, next_poll=later)
+    store.record_failure(
+        "c", "http://example.org/c", "HTTP 500", ingest_at, retry_at=NOW + timedelta(minutes=10)
+    )
+    states = store.feed_states()
+    assert [states[name].lease_owner for name in "abc"] == [None, None, None]
+    assert [states[name].next_poll for name in "abc"] == [later, later, NOW + timedelta(minutes=10)]
+    assert store.claim_feeds("p", later - timedelta(seconds=1), 10, LEASE) == []
+    assert store.claim_feeds("q", later, 10, LEASE) == ["a", "b"]
+
+
+def test_an_expired_lease_is_taken_over_a_live_one_never(store):
+    store.sync_feeds(scheduled("a"), NOW)
+    assert store.claim_feeds("dead", NOW, 10, LEASE) == ["a"]
+    assert store.claim_feeds("alive", NOW + LEASE - timedelta(seconds=1), 10, LEASE) == []
+    assert store.claim_feeds("alive", NOW + LEASE, 10, LEASE) == ["a"]
+
+
+def test_feeds_no_longer_configured_are_not_claimed_and_keep_their_items(store):
+    store.sync_feeds(scheduled("a", "b"), NOW)
+    ingest(store, "b", [NewItem(Entry("k"))])
+    store.sync_feeds(scheduled("a"), NOW)
+    assert store.claim_feeds("p", NOW + timedelta(hours=1), 10, LEASE) == ["a"]
+    assert store.item_count("b") == 1
+    store.sync_feeds(scheduled("a", "b"), NOW + timedelta(hours=1))
+    assert "b" in store.claim_feeds("p", NOW + timedelta(hours=2), 10, LEASE)
+
+
+def test_a_shortened_interval_brings_the_next_poll_forward(store):
+    store.sync_feeds(scheduled("a"), NOW)
+    store.record_unchanged("a", "http://example.org/a", NOW, next_poll=NOW + timedelta(hours=1))
+    store.sync_feeds(scheduled("a", interval=timedelta(minutes=5)), NOW)
+    assert store.feed_state("a").next_poll == NOW + timedelta(minutes=5)
+
+
+def test_gone_feeds_are_never_claimed(store):
+    store.sync_feeds(scheduled("a"), NOW)
+    store.record_failure("a", "http://example.org/a", "HTTP 410", NOW, retry_at=NOW, gone=True)
+    assert store.claim_feeds("p", NOW + timedelta(days=1), 10, LEASE) == []
+
+
+def test_release_gives_back_the_owners_feeds(store):
+    store.sync_feeds(scheduled("a", "b"), NOW)
+    store.claim_feeds("p", NOW + timedelta(seconds=5), 10, LEASE)
+    store.release_feeds("p", ["a"])
+    assert store.claim_feeds("q", NOW + timedelta(seconds=5), 10, LEASE) == ["a"]
+    store.release_feeds("p")
+    assert store.claim_feeds("q", NOW + timedelta(seconds=5), 10, LEASE) == ["b"]
+
+
+def test_one_process_at_a_time_sends_a_notifiers_deliveries(store):
+    assert store.claim_notifiers("p1", ["slack", "mail"], NOW, LEASE) == ["mail", "slack"]
+    assert store.claim_notifiers("p2", ["slack", "mail", "hook"], NOW, LEASE) == ["hook"]
+    assert store.claim_notifiers("p1", ["slack"], NOW + timedelta(seconds=30), LEASE) == ["slack"]
+    expired = NOW + LEASE + timedelta(seconds=1)
+    assert store.claim_notifiers("p2", ["slack", "mail"], expired, LEASE) == ["mail"]
+    store.release_notifiers("p1")
+    assert store.claim_notifiers("p2", ["slack"], expired, LEASE) == ["slack"]
+
+
+def test_processes_are_listed_with_the_leases_they_hold(store):
+    one = Process("p1", "host-a", 101, NOW, NOW)
+    two = Process("p2", "host-b", 202, NOW, NOW)
+    store.heartbeat(one)
+    store.heartbeat(two)
+    store.heartbeat(Process("p1", "host-a", 101, NOW, NOW + timedelta(seconds=10)))
+    store.sync_feeds(scheduled("a", "b"), NOW)
+    store.claim_feeds("p1", NOW + timedelta(seconds=5), 10, LEASE)
+    store.claim_notifiers("p2", ["slack"], NOW, LEASE)
+    listed = store.processes(NOW)
+    assert [(p.host, p.pid, p.feeds, p.notifiers) for p in listed] == [
+        ("host-a", 101, 2, 0),
+        ("host-b", 202, 0, 1),
+    ]
+    assert listed[0].last_seen == NOW + timedelta(seconds=10)
+    store.forget_process("p1")
+    assert [p.id for p in store.processes(NOW)] == ["p2"]
+    assert store.claim_feeds("p2", NOW + timedelta(seconds=5), 10, LEASE) == ["a", "b"]
+
+
+def test_processes_starting_together_migrate_once(postgres_url):
+    stores: list[Store] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            stores.append(open_store(postgres_url))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(stores) == 4
+    import psycopg
+
+    with psycopg.connect(postgres_url) as connection:
+        names = [row[0] for row in connection.execute("SELECT name FROM watcher_migrations")]
+    assert sorted(names) == ["add_schedule", "create_core_tables"]
+    for store in stores:
+        store.close()
+
+
+def test_claims_of_processes_racing_on_postgresql_never_overlap(postgres_url):
+    first, second = open_store(postgres_url), open_store(postgres_url)
+    first.sync_feeds(scheduled(*(f"f{i:03}" for i in range(300))), NOW)
+    claimed: dict[str, list[str]] = {"p1": [], "p2": []}
+
+    def claim(store: Store, owner: str) -> None:
+        while batch := store.claim_feeds(owner, NOW + timedelta(minutes=10), 7, LEASE):
+            claimed[owner].extend(batch)
+
+    threads = [
+        threading.Thread(target=claim, args=(store, owner))
+        for store, owner in ((first, "p1"), (second, "p2"), (first, "p1"), (second, "p2"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    both = claimed["p1"] + claimed["p2"]
+    assert len(both) == len(set(both)) == 300
+    assert claimed["p1"] and claimed["p2"]
+    first.close()
+    second.close()

@@ -34,7 +34,9 @@ class FeedState:
     last_success: datetime | None = None
     last_error: str | None = None
     next_poll: datetime | None = None
-    """Set while a failing feed backs off."""
+    """When the feed is due next (after failures: when its backoff ends)."""
+    lease_owner: str | None = None
+    """The process polling the feed now, if one is."""
     gone: bool = False
     moved_to: str | None = None
     body_hash: str | None = None
@@ -92,6 +94,79 @@ class Delivery:
     alert: Alert
 
 
+@dataclass(frozen=True)
+class ScheduledFeed:
+    """A configured feed as the schedule needs it."""
+
+    name: str
+    url: str
+    interval: timedelta
+    first_poll: datetime
+    """When a feed new to the database is first due (first polls are spread by the caller)."""
+
+
+@dataclass(frozen=True)
+class Process:
+    """A ``watcher run`` process, as it registers itself and ``watcher status`` lists it."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_seen: datetime
+    feeds: int = 0
+    """Feeds it holds a lease on now."""
+    notifiers: int = 0
+    """Notifiers whose deliveries it sends now."""
+
+
+class Schedule(ABC):
+    """When each feed is due, and which process polls it: a feed is polled by the process
+    that claimed it, under a lease that runs out if that process dies."""
+
+    @abstractmethod
+    def sync_feeds(self, feeds: Sequence[ScheduledFeed], now: datetime) -> None:
+        """Make these the feeds to poll: new ones are first due at their ``first_poll``, a
+        shortened interval brings the next poll forward, and feeds no longer configured are
+        no longer claimed (their items stay)."""
+
+    @abstractmethod
+    def claim_feeds(self, owner: str, now: datetime, limit: int, lease: timedelta) -> list[str]:
+        """Lease up to ``limit`` due feeds that no live process holds, earliest due first."""
+
+    @abstractmethod
+    def next_due(self) -> datetime | None:
+        """When the earliest feed to poll is due, leased or not."""
+
+    @abstractmethod
+    def release_feeds(self, owner: str, names: Sequence[str] = ()) -> None:
+        """Give back leases on feeds (all of the owner's when ``names`` is empty)."""
+
+    @abstractmethod
+    def claim_notifiers(
+        self, owner: str, names: Sequence[str], now: datetime, lease: timedelta
+    ) -> list[str]:
+        """Of these notifiers, those this process sends for until the lease ends: the ones it
+        held already (renewed) and the free ones. One process at a time sends a notifier's
+        deliveries, so their order and its rate limit hold across processes."""
+
+    @abstractmethod
+    def release_notifiers(self, owner: str) -> None:
+        """Give back every notifier lease of the owner."""
+
+    @abstractmethod
+    def heartbeat(self, process: Process) -> None:
+        """Record that a process is alive (``watcher status`` lists the live ones)."""
+
+    @abstractmethod
+    def processes(self, since: datetime) -> list[Process]:
+        """The processes seen since a time, with the leases they hold."""
+
+    @abstractmethod
+    def forget_process(self, process_id: str) -> None:
+        """A process that stops cleanly leaves the list and gives back its leases."""
+
+
 class PollState(ABC):
     """What a poll reads and writes."""
 
@@ -117,10 +192,11 @@ class PollState(ABC):
         now: datetime,
         moved_to: str | None = None,
         body_hash: str | None = None,
+        next_poll: datetime | None = None,
     ) -> int:
         """Record a successful poll in one transaction: new items, their matches and the
-        matches' deliveries, the keys still present and the feed's validators. Return the
-        number of deliveries created."""
+        matches' deliveries, the keys still present, the feed's validators, when it is due
+        next, and the end of its lease. Return the number of deliveries created."""
 
     @abstractmethod
     def record_unchanged(
@@ -132,6 +208,7 @@ class PollState(ABC):
         etag: str | None = None,
         last_modified: str | None = None,
         moved_to: str | None = None,
+        next_poll: datetime | None = None,
     ) -> None:
         """A successful poll that brought nothing new (a 304, or the same body again): the
         items of the last full poll are still in the feed, so they are seen again now."""
@@ -147,8 +224,8 @@ class PollState(ABC):
         retry_at: datetime | None = None,
         gone: bool = False,
     ) -> int:
-        """Note a failed poll, the time before which the feed is not polled again, and
-        whether it is gone for good; return the number of consecutive failures."""
+        """Note a failed poll, the time before which the feed is not polled again (its next
+        poll), and whether it is gone for good; return the number of consecutive failures."""
 
 
 class Outbox(ABC):
@@ -249,7 +326,7 @@ class Upkeep(ABC):
         """Close every connection; call once the worker threads are done."""
 
 
-class Store(PollState, Outbox, Reports, Upkeep, ABC):
+class Store(Schedule, PollState, Outbox, Reports, Upkeep, ABC):
     """The whole state interface; each backend implements it, and one contract test suite
     runs over each."""
 

@@ -95,6 +95,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX deliveries_match ON deliveries (match_id);
         """,
     ),
+    (
+        "add_schedule",
+        """
+        ALTER TABLE feeds ADD COLUMN active integer NOT NULL DEFAULT 1;
+        ALTER TABLE feeds ADD COLUMN lease_owner text;
+        ALTER TABLE feeds ADD COLUMN lease_until text;
+        CREATE INDEX feeds_due ON feeds (next_poll) WHERE active = 1 AND gone = 0;
+        CREATE TABLE processes (
+            id text PRIMARY KEY,
+            host text NOT NULL,
+            pid integer NOT NULL,
+            started_at text NOT NULL,
+            last_seen text NOT NULL
+        );
+        CREATE TABLE notifier_leases (
+            notifier text PRIMARY KEY,
+            owner text,
+            lease_until text
+        );
+        """,
+    ),
 ]
 
 
@@ -133,6 +154,7 @@ class _Tx:
 
 class PostgresStore(SQLStore):
     concat_statuses = "string_agg(d.notifier || ':' || d.status, ' ' ORDER BY d.notifier)"
+    lock_rows = " FOR UPDATE SKIP LOCKED"
 
     def __init__(self, url: str, pool_size: int = 20) -> None:
         self.url = url

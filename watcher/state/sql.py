@@ -20,6 +20,8 @@ from watcher.state.base import (
     DeliveryRow,
     FeedState,
     NewItem,
+    Process,
+    ScheduledFeed,
     Store,
     StoredItem,
     StoredMatch,
@@ -61,6 +63,8 @@ class SQLStore(Store):
     """Everything but connections, search and the dialect's few differences."""
 
     concat_statuses = "group_concat(d.notifier || ':' || d.status, ' ')"
+    lock_rows = ""
+    """What a backend adds to a SELECT of rows to claim, so that claims skip each other."""
 
     @abstractmethod
     def _read(self) -> AbstractContextManager[Tx]:
@@ -69,6 +73,136 @@ class SQLStore(Store):
     @abstractmethod
     def _write(self) -> AbstractContextManager[Tx]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
+
+    # schedule
+
+    def sync_feeds(self, feeds: Sequence[ScheduledFeed], now: datetime) -> None:
+        stamp = timestamp(now)
+        with self._write() as tx:
+            tx.execute("UPDATE feeds SET active = 0 WHERE active = 1")
+            tx.executemany(
+                "INSERT INTO feeds (name, url, created_at, next_poll, active)"
+                " VALUES (?, ?, ?, ?, 1) ON CONFLICT (name) DO UPDATE SET active = 1,"
+                " next_poll = CASE WHEN feeds.next_poll IS NULL THEN ?"
+                " WHEN feeds.next_poll > ? AND feeds.failures = 0 THEN ?"
+                " ELSE feeds.next_poll END",
+                [
+                    (feed.name, feed.url, stamp, first, first, latest, latest)
+                    for feed in feeds
+                    for first, latest in [
+                        (timestamp(feed.first_poll), timestamp(now + feed.interval))
+                    ]
+                ],
+            )
+
+    def claim_feeds(self, owner: str, now: datetime, limit: int, lease: timedelta) -> list[str]:
+        if limit <= 0:
+            return []
+        stamp = timestamp(now)
+        with self._write() as tx:
+            rows = tx.execute(
+                "UPDATE feeds SET lease_owner = ?, lease_until = ? WHERE name IN ("
+                " SELECT name FROM feeds WHERE active = 1 AND gone = 0"
+                " AND (next_poll IS NULL OR next_poll <= ?)"
+                " AND (lease_until IS NULL OR lease_until <= ?)"
+                f" ORDER BY next_poll LIMIT ?{self.lock_rows}) RETURNING name, next_poll",
+                [owner, timestamp(now + lease), stamp, stamp, limit],
+            ).fetchall()
+        return [name for name, _ in sorted(rows, key=lambda row: (row[1] or "", row[0]))]
+
+    def next_due(self) -> datetime | None:
+        with self._read() as tx:
+            row = tx.execute(
+                "SELECT min(next_poll) FROM feeds WHERE active = 1 AND gone = 0"
+            ).fetchone()
+        return from_timestamp(row[0]) if row else None
+
+    def release_feeds(self, owner: str, names: Sequence[str] = ()) -> None:
+        sql = "UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
+        with self._write() as tx:
+            if not names:
+                tx.execute(sql, [owner])
+            for chunk in _chunks(names):
+                tx.execute(sql + f" AND name IN ({_marks(chunk)})", [owner, *chunk])
+
+    def claim_notifiers(
+        self, owner: str, names: Sequence[str], now: datetime, lease: timedelta
+    ) -> list[str]:
+        if not names:
+            return []
+        stamp, until = timestamp(now), timestamp(now + lease)
+        with self._write() as tx:
+            tx.executemany(
+                "INSERT INTO notifier_leases (notifier, owner, lease_until) VALUES (?, ?, ?)"
+                " ON CONFLICT (notifier) DO NOTHING",
+                [(name, None, None) for name in names],
+            )
+            rows = tx.execute(
+                "UPDATE notifier_leases SET owner = ?, lease_until = ? WHERE notifier IN ("
+                f" SELECT notifier FROM notifier_leases WHERE notifier IN ({_marks(names)})"
+                " AND (owner = ? OR owner IS NULL OR lease_until <= ?)"
+                f"{self.lock_rows}) RETURNING notifier",
+                [owner, until, *names, owner, stamp],
+            ).fetchall()
+        return sorted(row[0] for row in rows)
+
+    def release_notifiers(self, owner: str) -> None:
+        with self._write() as tx:
+            tx.execute(
+                "UPDATE notifier_leases SET owner = NULL, lease_until = NULL WHERE owner = ?",
+                [owner],
+            )
+
+    def heartbeat(self, process: Process) -> None:
+        with self._write() as tx:
+            tx.execute(
+                "INSERT INTO processes (id, host, pid, started_at, last_seen)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET last_seen = ?",
+                [
+                    process.id,
+                    process.host,
+                    process.pid,
+                    timestamp(process.started_at),
+                    timestamp(process.last_seen),
+                    timestamp(process.last_seen),
+                ],
+            )
+
+    def processes(self, since: datetime) -> list[Process]:
+        with self._read() as tx:
+            rows = tx.rows(
+                "SELECT p.id, p.host, p.pid, p.started_at, p.last_seen,"
+                " (SELECT count(*) FROM feeds f WHERE f.lease_owner = p.id"
+                "  AND f.lease_until > ?) AS feeds,"
+                " (SELECT count(*) FROM notifier_leases n WHERE n.owner = p.id"
+                "  AND n.lease_until > ?) AS notifiers"
+                " FROM processes p WHERE p.last_seen >= ? ORDER BY p.host, p.pid",
+                [timestamp(since)] * 3,
+            )
+        return [
+            Process(
+                id=row["id"],
+                host=row["host"],
+                pid=int(row["pid"]),
+                started_at=from_timestamp(row["started_at"]) or since,
+                last_seen=from_timestamp(row["last_seen"]) or since,
+                feeds=int(row["feeds"]),
+                notifiers=int(row["notifiers"]),
+            )
+            for row in rows
+        ]
+
+    def forget_process(self, process_id: str) -> None:
+        with self._write() as tx:
+            tx.execute("DELETE FROM processes WHERE id = ?", [process_id])
+            tx.execute(
+                "UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?",
+                [process_id],
+            )
+            tx.execute(
+                "UPDATE notifier_leases SET owner = NULL, lease_until = NULL WHERE owner = ?",
+                [process_id],
+            )
 
     # feeds
 
@@ -106,7 +240,8 @@ class SQLStore(Store):
             self._ensure_feed(tx, name, url, now)
             row = tx.execute(
                 "UPDATE feeds SET last_poll = ?, last_error = ?, failures = failures + 1,"
-                " next_poll = ?, gone = ? WHERE name = ? RETURNING failures",
+                " next_poll = ?, gone = ?, lease_owner = NULL, lease_until = NULL"
+                " WHERE name = ? RETURNING failures",
                 [timestamp(now), error, retry_at and timestamp(retry_at), int(gone), name],
             ).fetchone()
         return int(row[0])
@@ -120,6 +255,7 @@ class SQLStore(Store):
         etag: str | None = None,
         last_modified: str | None = None,
         moved_to: str | None = None,
+        next_poll: datetime | None = None,
     ) -> None:
         with self._write() as tx:
             self._ensure_feed(tx, name, url, now)
@@ -128,7 +264,7 @@ class SQLStore(Store):
                 " (SELECT max(last_seen) FROM items WHERE feed = ?)",
                 [timestamp(now), name, name],
             )
-            _mark_success(tx, name, now, etag, last_modified, moved_to)
+            _mark_success(tx, name, now, etag, last_modified, moved_to, next_poll=next_poll)
 
     def _ensure_feed(self, tx: Tx, name: str, url: str, now: datetime) -> None:
         """The feed's row; a new URL drops what was known of the old one but the baseline."""
@@ -171,6 +307,7 @@ class SQLStore(Store):
         now: datetime,
         moved_to: str | None = None,
         body_hash: str | None = None,
+        next_poll: datetime | None = None,
     ) -> int:
         stamp = timestamp(now)
         created = 0
@@ -199,7 +336,7 @@ class SQLStore(Store):
                     [stamp, feed, *chunk],
                 )
             tx.execute("UPDATE feeds SET baseline_done = 1 WHERE name = ?", [feed])
-            _mark_success(tx, feed, now, etag, last_modified, moved_to, body_hash)
+            _mark_success(tx, feed, now, etag, last_modified, moved_to, body_hash, next_poll)
         return created
 
     def item_count(self, feed: str | None = None) -> int:
@@ -430,6 +567,7 @@ def _feed_state(row: dict[str, Any]) -> FeedState:
         gone=bool(row["gone"]),
         moved_to=row["moved_to"],
         body_hash=row["body_hash"],
+        lease_owner=row["lease_owner"],
     )
 
 
@@ -441,12 +579,19 @@ def _mark_success(
     last_modified: str | None,
     moved_to: str | None,
     body_hash: str | None = None,
+    next_poll: datetime | None = None,
 ) -> None:
     tx.execute(
         "UPDATE feeds SET last_poll = ?, last_success = ?, last_error = NULL, failures = 0,"
-        " next_poll = NULL, gone = 0, etag = ?, last_modified = ?, moved_to = ?,"
-        " body_hash = coalesce(?, body_hash) WHERE name = ?",
-        [timestamp(now), timestamp(now), etag, last_modified, moved_to, body_hash, name],
+        " next_poll = ?, gone = 0, etag = ?, last_modified = ?, moved_to = ?,"
+        " body_hash = coalesce(?, body_hash), lease_owner = NULL, lease_until = NULL"
+        " WHERE name = ?",
+        [
+            timestamp(now),
+            timestamp(now),
+            next_poll and timestamp(next_poll),
+            *(etag, last_modified, moved_to, body_hash, name),
+        ],
     )
 
 

@@ -23,6 +23,8 @@ from watcher.state.base import StoredItem
 from watcher.state.sql import ITEM_COLUMNS_I, SQLStore, stored_item
 
 BUSY_TIMEOUT = 30.0
+_DAMAGE = (sqlite3.Error, UnicodeDecodeError)
+"""What reading a damaged file raises: SQLite's errors, and text whose bytes were hit."""
 
 migrations = Migrations("watcher")
 
@@ -124,6 +126,24 @@ def add_feed_health(db: Database) -> None:
     feeds.add_column("body_hash", str)
 
 
+@migrations()
+def add_schedule(db: Database) -> None:
+    """The schedule lives in the database: every feed's next poll (not only a failing
+    one's), whether it is still configured, and the process polling it under a lease;
+    processes register themselves; one process at a time sends a notifier's deliveries."""
+    feeds = db.table("feeds")
+    feeds.add_column("active", int, not_null_default=1)
+    feeds.add_column("lease_owner", str)
+    feeds.add_column("lease_until", str)
+    feeds.create_index(["active", "next_poll"])
+    db.table("processes").create(
+        {"id": str, "host": str, "pid": int, "started_at": str, "last_seen": str}, pk="id"
+    )
+    db.table("notifier_leases").create(
+        {"notifier": str, "owner": str, "lease_until": str}, pk="notifier"
+    )
+
+
 class _Tx:
     """A sqlite3 connection behind the ``Tx`` protocol of sql.py."""
 
@@ -158,7 +178,7 @@ class SQLiteStore(SQLStore):
             migrations.apply(db)
         except OSError as exc:
             raise StateError(f"cannot open the database {self.path}: {exc}") from exc
-        except sqlite3.Error as exc:
+        except _DAMAGE as exc:
             raise state_error(self.path, exc) from exc
 
     def _connection(self) -> sqlite3.Connection:
@@ -193,7 +213,7 @@ class SQLiteStore(SQLStore):
     def _read(self) -> Iterator[_Tx]:
         try:
             yield _Tx(self._connection())
-        except sqlite3.Error as exc:
+        except _DAMAGE as exc:
             raise state_error(self.path, exc) from exc
 
     @contextlib.contextmanager
@@ -208,7 +228,7 @@ class SQLiteStore(SQLStore):
                     _roll_back(connection)
                     raise
                 connection.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except _DAMAGE as exc:
             raise state_error(self.path, exc) from exc
 
     def writable(self) -> str | None:
@@ -217,7 +237,7 @@ class SQLiteStore(SQLStore):
                 connection = self._connection()
                 connection.execute("BEGIN IMMEDIATE")
                 connection.execute("ROLLBACK")
-        except sqlite3.Error as exc:
+        except _DAMAGE as exc:
             return f"database {self.path} not writable: {exc}"
         return None
 
@@ -245,10 +265,11 @@ def _roll_back(connection: sqlite3.Connection) -> None:
             connection.execute("ROLLBACK")
 
 
-def state_error(path: Path, exc: sqlite3.Error) -> StateError:
-    cause = str(exc)
-    if isinstance(exc, sqlite3.DatabaseError) and (
-        "malformed" in cause or "not a database" in cause or "vtable constructor" in cause
+def state_error(path: Path, exc: sqlite3.Error | UnicodeDecodeError) -> StateError:
+    cause = "text that is not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)
+    if isinstance(exc, UnicodeDecodeError) or (
+        isinstance(exc, sqlite3.DatabaseError)
+        and ("malformed" in cause or "not a database" in cause or "vtable constructor" in cause)
     ):
         cause += " (the file is damaged: restore it from a backup, or move it away to start afresh)"
     return StateError(f"database {path}: {cause}")
