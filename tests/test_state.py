@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -406,3 +408,62 @@ def test_claims_of_processes_racing_on_postgresql_never_overlap(postgres_url):
     assert claimed["p1"] and claimed["p2"]
     first.close()
     second.close()
+
+
+def test_a_database_file_deleted_or_replaced_under_the_store_is_never_written(tmp_path):
+    for replace in (False, True):
+        path = tmp_path / f"w{replace}.db"
+        store = open_store(path)
+        ingest(store, "f", [NewItem(Entry("a"))])
+        path.unlink()
+        if replace:
+            open_store(path).close()
+        with pytest.raises(StateError, match="was deleted or replaced while watcher had it open"):
+            ingest(store, "f", [NewItem(Entry("b"))])
+        assert "was deleted or replaced" in (store.writable() or "")
+        store.close()
+
+
+def test_a_full_disk_makes_the_store_unwritable_until_a_write_succeeds(tmp_path):
+    script = f"""
+import resource, signal
+from datetime import UTC, datetime
+from watcher.models import Entry
+from watcher.state import NewItem, open_store
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+store = open_store({str(tmp_path / "w.db")!r})
+now = datetime.now(UTC)
+def ingest(prefix):
+    items = [NewItem(Entry(f"{{prefix}}{{i}}", title="t" * 5000)) for i in range(100)]
+    store.ingest("f", "u", etag=None, last_modified=None, present=[], new_items=items, now=now)
+print("before:", store.writable())
+limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, limit[1]))
+try:
+    ingest("a")
+except Exception as exc:
+    print("write:", type(exc).__name__)
+print("full:", store.writable())
+resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+ingest("b")
+print("after:", store.writable())
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "before: None"
+    assert lines[1] == "write: StateError"
+    assert lines[2].startswith("full: database ") and "disk" in lines[2]
+    assert lines[3] == "after: None"
+
+
+def test_the_health_probe_does_not_wait_for_another_process_writing(db):
+    other = sqlite3.connect(db.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    answers: list[str | None] = []
+    probe = threading.Thread(target=lambda: answers.append(db.writable()))
+    probe.start()
+    probe.join(timeout=10)  # the write lock is held for good: the busy timeout is 30 s
+    other.execute("ROLLBACK")
+    other.close()
+    assert answers == [None]

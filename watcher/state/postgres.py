@@ -201,14 +201,14 @@ class PostgresStore(SQLStore):
             raise self._error(exc) from exc
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[_Tx]:
+    def _transaction(self) -> Iterator[_Tx]:
         try:
             with self._pool.connection() as connection, connection.transaction():
                 yield _Tx(connection)
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error(exc) from exc
 
-    def writable(self) -> str | None:
+    def _probe(self) -> str | None:
         try:
             with self._pool.connection(timeout=2) as connection:
                 row = connection.execute("SELECT pg_is_in_recovery()").fetchone()

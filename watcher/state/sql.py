@@ -4,6 +4,7 @@ transactions, its full-text search and the few words where the two differ."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from abc import abstractmethod
@@ -12,6 +13,7 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from watcher.errors import StateError
 from watcher.links import canonical_link
 from watcher.models import Alert, Entry
 from watcher.rules import Match
@@ -71,8 +73,28 @@ class SQLStore(Store):
         """A connection to read with."""
 
     @abstractmethod
-    def _write(self) -> AbstractContextManager[Tx]:
+    def _transaction(self) -> AbstractContextManager[Tx]:
         """A write transaction: committed when the block ends, rolled back if it raises."""
+
+    @abstractmethod
+    def _probe(self) -> str | None:
+        """What keeps the database from taking a write now, found without waiting long."""
+
+    write_problem: str | None = None
+    """Why the last write failed, until one succeeds: the health check reports it."""
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Tx]:
+        try:
+            with self._transaction() as tx:
+                yield tx
+        except StateError as exc:
+            self.write_problem = str(exc)
+            raise
+        self.write_problem = None
+
+    def writable(self) -> str | None:
+        return self.write_problem or self._probe()
 
     # schedule
 

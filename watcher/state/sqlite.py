@@ -10,6 +10,7 @@ is waited for (``busy_timeout``) instead of failing at once with "database is lo
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -23,6 +24,7 @@ from watcher.state.base import StoredItem
 from watcher.state.sql import ITEM_COLUMNS_I, SQLStore, stored_item
 
 BUSY_TIMEOUT = 30.0
+PROBE_TIMEOUT = 1.0
 _DAMAGE = (sqlite3.Error, UnicodeDecodeError)
 """What reading a damaged file raises: SQLite's errors, and text whose bytes were hit."""
 
@@ -170,12 +172,15 @@ class SQLiteStore(SQLStore):
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
         self._lock = threading.Lock()
         self._writing = threading.Lock()
+        self._probing = threading.Lock()
+        self._probe_connection: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = self._connection()
             db = Database(connection, execute_plugins=False)
             db.enable_wal()
             migrations.apply(db)
+            self._identity = _identity(self.path)
         except OSError as exc:
             raise StateError(f"cannot open the database {self.path}: {exc}") from exc
         except _DAMAGE as exc:
@@ -203,6 +208,10 @@ class SQLiteStore(SQLStore):
             self._connections.pop(thread).close()
 
     def close(self) -> None:
+        with self._probing:
+            if self._probe_connection is not None:
+                self._probe_connection.close()
+                self._probe_connection = None
         with self._lock:
             for connection in self._connections.values():
                 connection.close()
@@ -217,9 +226,10 @@ class SQLiteStore(SQLStore):
             raise state_error(self.path, exc) from exc
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[_Tx]:
+    def _transaction(self) -> Iterator[_Tx]:
         try:
             with self._writing:
+                self._check_file()
                 connection = self._connection()
                 connection.execute("BEGIN IMMEDIATE")
                 try:
@@ -231,12 +241,40 @@ class SQLiteStore(SQLStore):
         except _DAMAGE as exc:
             raise state_error(self.path, exc) from exc
 
-    def writable(self) -> str | None:
+    def _check_file(self) -> None:
+        """Refuse to write once the path no longer names the file open: writes to a file
+        deleted or replaced under the daemon would all be lost when it stops."""
         try:
-            with self._writing:
-                connection = self._connection()
-                connection.execute("BEGIN IMMEDIATE")
-                connection.execute("ROLLBACK")
+            same = _identity(self.path) == self._identity
+        except OSError:
+            same = False
+        if not same:
+            raise StateError(
+                f"database {self.path} was deleted or replaced while watcher had it open:"
+                " nothing more is written to it; restore the file, or restart watcher"
+            )
+
+    def _probe(self) -> str | None:
+        """A write lock taken and given back on a connection of the probe's own, waiting at
+        most a second: a database busy with another process's write is not broken."""
+        try:
+            self._check_file()
+            with self._probing:
+                if self._probe_connection is None:
+                    self._probe_connection = sqlite3.connect(
+                        self.path,
+                        timeout=PROBE_TIMEOUT,
+                        check_same_thread=False,
+                        isolation_level=None,
+                    )
+                self._probe_connection.execute("BEGIN IMMEDIATE")
+                self._probe_connection.execute("ROLLBACK")
+        except StateError as exc:
+            return str(exc)
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return None
+            return f"database {self.path} not writable: {exc}"
         except _DAMAGE as exc:
             return f"database {self.path} not writable: {exc}"
         return None
@@ -255,6 +293,11 @@ class SQLiteStore(SQLStore):
             if isinstance(cause, sqlite3.OperationalError):
                 raise QueryError(f"bad search query: {cause}", 1) from cause
             raise
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    status = os.stat(path)
+    return status.st_dev, status.st_ino
 
 
 def _roll_back(connection: sqlite3.Connection) -> None:
