@@ -341,3 +341,47 @@ def test_search_on_a_corrupt_database_says_so_without_a_traceback(runner, tmp_pa
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: database {database}: ")
     assert "the file is damaged" in result.stderr and "Traceback" not in result.output
+
+
+def test_every_command_works_against_postgresql_and_never_shows_its_password(
+    runner, tmp_path, feed_server, postgres_url
+):
+    from tests.pg import PASSWORD
+
+    feed_server.routes["/feed.xml"] = Route(
+        rss(
+            {"guid": "1", "title": "Istanbul talks resume", "link": "https://n.example.org/1"},
+            {"guid": "2", "title": "Award season", "link": "https://n.example.org/2"},
+        )
+    )
+    path = write_config(tmp_path, feed_server.url("/feed.xml"), backfill=True)
+    data = yaml.safe_load(path.read_text())
+    data["settings"]["database"] = postgres_url
+    path.write_text(yaml.safe_dump(data))
+    outputs = {}
+    for command in (
+        ["check"],
+        ["once"],
+        ["feeds", "--json"],
+        ["matches", "--json"],
+        ["search", "Istanbul"],
+        ["test-rule", "award*"],
+        ["deliveries", "--json"],
+        ["retry"],
+        ["status"],
+    ):
+        result = runner.invoke(main, [*command, "-c", str(path)])
+        outputs[command[0]] = result
+        assert PASSWORD not in result.output, command
+    assert outputs["once"].exit_code == 1  # the webhook on port 9 refuses: the alert waits
+    feeds = json.loads(outputs["feeds"].stdout)
+    assert [(f["name"], f["status"], f["items"]) for f in feeds] == [("world", "ok", 2)]
+    (match,) = json.loads(outputs["matches"].stdout)
+    assert (match["title"], match["deliveries"]) == ("Istanbul talks resume", {"hook": "pending"})
+    assert "Istanbul talks resume" in outputs["search"].stdout
+    assert outputs["test-rule"].exit_code == 0 and "Award" in outputs["test-rule"].stdout
+    (delivery,) = json.loads(outputs["deliveries"].stdout)
+    assert delivery["status"] == "pending" and delivery["attempts"] == 1
+    status = outputs["status"].stdout
+    assert "database:  postgresql://watcher:***@127.0.0.1:" in status
+    assert "feeds:     1 (1 ok)" in status and "outbox:    1 pending" in status

@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -23,10 +22,19 @@ from watcher.errors import ConfigError, QueryError, WatcherError
 from watcher.links import safe_link
 from watcher.query import DEFAULT_FIELDS, parse
 from watcher.rules import Matcher, Rule
-from watcher.state import DatabaseLock, FeedState, Store, StoredItem, open_store
+from watcher.state import (
+    DatabaseLock,
+    FeedState,
+    Store,
+    StoredItem,
+    is_postgres,
+    open_store,
+)
 from watcher.text import highlight, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
+PROCESS_SEEN = timedelta(minutes=2)
+"""A daemon not heard from for this long is not listed as running."""
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
 
 config_option = click.option(
@@ -304,29 +312,53 @@ def search(query: str, limit: int, as_json: bool, config_file: str | None) -> No
 def status(config_file: str | None) -> None:
     """One screen: is a daemon running, the database, the feeds, the outbox, the last alerts."""
     config = _load(config_file)
-    database = Path(config.settings.database)
-    holder = DatabaseLock(database).holder()
+    now = datetime.now(UTC)
     with _store(config) as store:
         states = store.feed_states()
         outbox = store.delivery_counts()
-        recent = store.recent_matches(datetime.now(UTC) - timedelta(days=7), limit=5)
+        recent = store.recent_matches(now - timedelta(days=7), limit=5)
         items = sum(store.item_counts().values())
-    size = sum(path.stat().st_size for path in database.parent.glob(f"{database.name}*"))
+        size = store.size()
+        processes = store.processes(now - PROCESS_SEEN)
+        database = store.description
     health: dict[str, int] = {}
     for feed in config.feeds:
         state = states.get(feed.name) or FeedState(feed.name)
         health[_feed_status(state)] = health.get(_feed_status(state), 0) + 1
-    click.echo(f"daemon:    {f'running (pid {holder})' if holder else 'not running'}")
+    if is_postgres(config.settings.database):
+        click.echo(f"daemons:   {len(processes) or 'none'} running")
+    else:
+        holder = DatabaseLock(config.settings.database).holder()
+        click.echo(f"daemon:    {f'running (pid {holder})' if holder else 'not running'}")
     click.echo(f"database:  {database} ({size / 1e6:.1f} MB, {items:,} items)")
     feeds_line = ", ".join(f"{count} {name}" for name, count in sorted(health.items()))
     click.echo(f"feeds:     {len(config.feeds)} ({feeds_line or 'none'})")
     outbox_line = ", ".join(f"{count} {name}" for name, count in sorted(outbox.items()))
     click.echo(f"outbox:    {outbox_line or 'empty'}")
+    if processes:
+        click.echo("processes:")
+        rows = [
+            (
+                p.host,
+                str(p.pid),
+                _when(p.started_at),
+                _when(p.last_seen),
+                str(p.feeds),
+                str(p.notifiers),
+            )
+            for p in processes
+        ]
+        headers = ("HOST", "PID", "STARTED", "LAST SEEN", "FEEDS HELD", "NOTIFIERS HELD")
+        click.echo(_indented(table(headers, rows)))
     click.echo("last alerts:" if recent else "last alerts: none in the last 7 days")
     for match in recent:
         click.echo(
             f"  {_when(match.detected_at)}  {match.rule}  {one_line(match.item.entry.title)[:70]}"
         )
+
+
+def _indented(text: str) -> str:
+    return "\n".join(f"  {line}" for line in text.splitlines())
 
 
 @main.command()

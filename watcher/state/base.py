@@ -302,6 +302,10 @@ class Reports(ABC):
     @abstractmethod
     def delivery_counts(self) -> dict[str, int]: ...
 
+    @abstractmethod
+    def size(self) -> int:
+        """Bytes the database takes on disk."""
+
 
 class Upkeep(ABC):
     """Retention, requeueing, health and closing."""

@@ -11,16 +11,20 @@ from watcher.errors import StateError
 
 
 class DatabaseLock:
-    """An exclusive lock beside the database, held by the one process that polls it.
+    """An exclusive lock beside an SQLite database, held by the one process that polls it.
+    PostgreSQL needs none: any number of processes share it, each feed leased to one.
 
     flock is released by the kernel when the process dies, so a crash leaves no stale lock.
     """
 
     def __init__(self, database: str | Path) -> None:
-        self.path = Path(f"{database}.lock")
+        shared = str(database).startswith(("postgresql://", "postgres://"))
+        self.path = None if shared else Path(f"{database}.lock")
         self._file: IO[str] | None = None
 
     def acquire(self) -> None:
+        if self.path is None:
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = self.path.open("a+")
         try:
@@ -41,7 +45,7 @@ class DatabaseLock:
 
     def holder(self) -> str | None:
         """The pid of the process holding the lock, or None when nobody does."""
-        if not self.path.exists():
+        if self.path is None or not self.path.exists():
             return None
         with self.path.open("a+") as handle:
             try:

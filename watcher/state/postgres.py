@@ -218,6 +218,11 @@ class PostgresStore(SQLStore):
             return f"PostgreSQL {self.server} is a read-only standby"
         return None
 
+    def size(self) -> int:
+        with self._read() as tx:
+            row = tx.execute("SELECT pg_database_size(current_database())").fetchone()
+        return int(row[0]) if row else 0
+
     def search(self, query: str, limit: int = 20) -> list[StoredItem]:
         """Full-text search (web search syntax: words, "phrases", OR, -word)."""
         sql = (

@@ -279,6 +279,10 @@ class SQLiteStore(SQLStore):
             return f"database {self.path} not writable: {exc}"
         return None
 
+    def size(self) -> int:
+        files = self.path.parent.glob(f"{self.path.name}*")
+        return sum(path.stat().st_size for path in files if not path.name.endswith(".lock"))
+
     def search(self, query: str, limit: int = 20) -> list[StoredItem]:
         """Full-text search (SQLite FTS5 syntax) over titles, summaries and contents."""
         sql = (
