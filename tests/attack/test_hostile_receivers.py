@@ -15,6 +15,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ from watcher.config import RetrySettings, loads
 from watcher.deliver import deliver_due
 from watcher.errors import DeliveryError
 from watcher.http import new_session
-from watcher.models import Entry
+from watcher.models import Alert, Entry
 from watcher.notify import build_notifiers
 from watcher.rules import Match
 from watcher.state import NewItem, Store
@@ -90,14 +91,15 @@ class Hostile:
 DRIPPED = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
 
 
-@pytest.fixture
-def hostile() -> Iterator[Hostile]:
-    server_state = Hostile()
+@contextmanager
+def serve(handle: Callable[[BinaryIO, BinaryIO], None]) -> Iterator[int]:
+    """A TCP server on 127.0.0.1 calling ``handle(rfile, wfile)`` per connection; yields
+    its port."""
 
     class Handler(socketserver.StreamRequestHandler):
         def handle(self) -> None:
             try:
-                server_state.handle(self.rfile, self.wfile)
+                handle(self.rfile, self.wfile)
             except OSError:
                 pass  # the client hung up: what these tests want
 
@@ -108,13 +110,22 @@ def hostile() -> Iterator[Hostile]:
     server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    server_state.base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        yield server_state
+        yield server.server_address[1]
     finally:
-        server_state.closing.set()
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def hostile() -> Iterator[Hostile]:
+    receiver = Hostile()
+    try:
+        with serve(receiver.handle) as port:
+            receiver.base = f"http://127.0.0.1:{port}"
+            yield receiver
+    finally:
+        receiver.closing.set()
 
 
 def answer(status: str, headers: dict[str, str], body: bytes = b"") -> Plan:
@@ -200,6 +211,35 @@ def test_an_answer_dripped_a_byte_at_a_time_ends_at_the_deadline(hostile):
     assert caught.value.retryable and caught.value.reason == "timed out after 1s"
     notifiers["body"]._post({"x": 1}, "d-2")  # the 2xx status is the acknowledgement
     assert time.monotonic() - started < 10  # each ended by its deadline, not by the drip
+
+
+def test_an_smtp_server_that_drips_is_cut_at_the_deadline():
+    closing = threading.Event()
+
+    def drip_banner(rfile: BinaryIO, wfile: BinaryIO) -> None:
+        Hostile(closing=closing).drip(wfile, 0.1, b"220 slow.example.org")  # never ends
+
+    sections = {
+        "type": "email",
+        "to": ["desk@example.org"],
+        "from": "watcher@example.org",
+        "host": "127.0.0.1",
+        "security": "none",
+        "timeout": "1s",
+    }
+    try:
+        with serve(drip_banner) as port:
+            config = loads(
+                yaml.safe_dump({"notify": {"mail": {**sections, "port": port}}}), "t.yaml", env={}
+            )
+            mail = build_notifiers(config, new_session("t"))["mail"]
+            started = time.monotonic()
+            with pytest.raises(DeliveryError) as caught:
+                mail.send(Alert("d-1", "talks", ("x",), "world", "u", Entry("k", title="t"), NOW))
+            assert time.monotonic() - started < 10
+    finally:
+        closing.set()
+    assert caught.value.retryable and caught.value.reason == "timed out after 1s"
 
 
 def daemon_config(tmp_path: Path, feed: str, notify: dict[str, dict[str, Any]]) -> Path:

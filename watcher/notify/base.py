@@ -181,8 +181,8 @@ def adapter_for(session: requests.Session) -> HTTPAdapter:
         return adapter
 
 
-_TOKEN = re.compile(r"^(?=.*[0-9A-Z])[^/]{6,}$|^[^/]{16,}$")
-"""A path segment that looks like a token: long, or with a digit or a capital letter."""
+_TOKEN = re.compile(r"^(?![a-z]+$).{6,}$|^.{16,}$")
+"""A path segment that looks like a token: long, or more than a lower-case word."""
 
 
 def secret_parts(url: str) -> list[str]:
@@ -198,7 +198,11 @@ def secret_parts(url: str) -> list[str]:
         found.extend(value for _, value in parse_qsl(parts.query) if len(value) >= 4)
     if parts.password:
         found.append(parts.password)
-    variants = {variant for part in found for variant in (part, unquote(part), quote(part))}
+    variants = {
+        variant
+        for part in found
+        for variant in (part, unquote(part), quote(part), quote(part, safe=""))
+    }
     return [variant for variant in variants if len(variant) >= 4]
 
 
