@@ -5,8 +5,12 @@ acknowledged it; a crash in between repeats it under the same delivery id, never
 Each delivery is leased while it is sent, so two passes never send it at once, and a lease
 left by a pass that died runs out and the delivery is taken back.
 
-Each notifier drains its own queue, in detection order, in a thread of its own: a notifier
-that fails or hangs holds back nothing but itself.
+Each notifier drains its own queue, in detection order, in a thread of its own, and each
+send ends by the notifier's deadline: a notifier that fails or hangs holds back nothing but
+itself. Within a notifier, a delivery waiting for its retry (a backoff, or the receiver's
+Retry-After) holds back the later ones, so the receiver hears nothing from that notifier
+before the time it asked for; ``give_up`` counts a delivery's own failures, not the time it
+waited behind another.
 """
 
 from __future__ import annotations

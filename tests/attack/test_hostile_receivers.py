@@ -192,6 +192,17 @@ def test_a_huge_answer_is_not_read(hostile, status):
     assert hostile.written < size / 2  # the connection was closed, not drained
 
 
+def test_an_error_page_in_an_unknown_charset_still_gives_its_detail(hostile):
+    page = b"bad payload \xff"
+    hostile.plans["odd"] = answer(
+        "400 Bad Request", {"Content-Type": "text/plain; charset=x"}, page
+    )
+    with pytest.raises(DeliveryError) as caught:
+        hooks(hook=hostile.url("/odd"))["hook"]._post({"x": 1}, "d-1")
+    assert caught.value.reason == "HTTP 400 Bad Request: bad payload \ufffd"
+    assert not caught.value.retryable
+
+
 # Item 10: a slow receiver is cut at its deadline and holds back only itself
 
 

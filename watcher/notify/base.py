@@ -320,8 +320,11 @@ class Notifier(ABC):
         the path they were posted to, and a webhook's path is its token)."""
         if response.headers.get("Content-Encoding", "identity") != "identity":
             return ""
-        text = one_line(answer.decode(response.encoding or "utf-8", errors="replace"))
-        return self.redact(text)[:DETAIL_LIMIT]
+        try:
+            text = answer.decode(response.encoding or "utf-8", errors="replace")
+        except LookupError:  # a charset nobody knows
+            text = answer.decode("utf-8", errors="replace")
+        return self.redact(one_line(text))[:DETAIL_LIMIT]
 
 
 def _read_answer(raw: urllib3.BaseHTTPResponse) -> tuple[bytes, bool]:
