@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from watcher.config import RetrySettings, loads
-from watcher.deliver import backoff, deliver_due
+from watcher.deliver import backoff, deliver_due, failing_for
 from watcher.http import new_session
 from watcher.models import Entry
 from watcher.notify import build_notifiers
@@ -80,11 +80,24 @@ def test_a_400_is_dead_at_once(db, receiver):
     assert db.delivery_counts() == {"dead": 1}
 
 
-def test_retryable_failures_turn_dead_after_give_up(db, receiver):
+def test_retryable_failures_turn_dead_after_give_up_of_failures(db, receiver):
     queue(db, "a")
     receiver.default = 503
-    deliver_due(db, hooks(receiver, "hook"), RETRY, NOW + RETRY.give_up)
+    retry = RetrySettings(
+        first=timedelta(hours=1), max=timedelta(hours=1), give_up=timedelta(hours=3)
+    )
+    moment = NOW + timedelta(days=2)  # detected long ago, but failing only from now on
+    while db.delivery_counts() == {"pending": 1}:
+        deliver_due(db, hooks(receiver, "hook"), retry, moment)
+        moment += timedelta(hours=2)
     assert db.delivery_counts() == {"dead": 1}
+    assert receiver.attempts == 4  # failing at 0, 1, 2 h of its schedule; dead at 3 h
+
+
+def test_failing_for_follows_the_backoff_schedule():
+    retry = RetrySettings(first=timedelta(seconds=30), max=timedelta(minutes=2))
+    assert [failing_for(n, retry).total_seconds() for n in range(1, 6)] == [0, 30, 90, 210, 330]
+    assert failing_for(1000, retry) == timedelta(seconds=90 + 120 * 997)
 
 
 def test_order_kept_per_notifier_and_a_failing_one_holds_back_no_other(db, receiver):

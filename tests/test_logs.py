@@ -30,3 +30,39 @@ def test_text_log_lines_and_quiet_libraries(capsys):
         logging.getLogger().handlers.clear()
     assert err.rstrip().endswith("INFO    alert sent")
     assert "secret-token" not in err
+
+
+def test_library_records_lose_their_urls_and_tracebacks(capsys):
+    logs.setup("text")
+    try:
+        try:
+            raise ValueError("unparsed data: 'Echo /hook/T0KEN-in-traceback'")
+        except ValueError:
+            logging.getLogger("urllib3.connection").warning(
+                "Failed to parse headers (url=%s): %s",
+                "http://127.0.0.1:9/hook/T0KEN-1?key=abc",
+                "[MissingHeaderBodySeparatorDefect()], unparsed data: 'Echo /hook/T0KEN-2'",
+                exc_info=True,
+            )
+        logging.getLogger("urllib3.somewhere.new").warning("retry https://x.example/T0KEN-3")
+        logging.getLogger("watcher.poll").warning(
+            "poll failed: feed world: see https://a.example/b"
+        )
+        err = capsys.readouterr().err
+    finally:
+        logging.getLogger().handlers.clear()
+    assert "T0KEN" not in err
+    assert (
+        "Failed to parse headers (url=***): [MissingHeaderBodySeparatorDefect()], unparsed data: ***"
+        in err
+    )
+    assert "(ValueError)" in err and "Traceback" not in err
+    assert "retry ***" in err
+    assert "see https://a.example/b" in err  # watcher's own lines hold no secret: kept as they are
+
+
+def test_library_records_are_redacted_before_any_handler(caplog):
+    logs.redact_library_loggers()
+    with caplog.at_level(logging.WARNING):
+        logging.getLogger("urllib3.connectionpool").warning("url=http://h/T0KEN")
+    assert caplog.messages == ["url=***"]

@@ -17,6 +17,7 @@ from watcher.errors import DeliveryError
 from watcher.http import new_session
 from watcher.models import Alert, Entry
 from watcher.notify import build_notifiers
+from watcher.notify.base import redact, secret_parts
 from watcher.notify.email import build, subject
 from watcher.notify.slack import escape, message
 from watcher.notify.webhook import payload
@@ -349,3 +350,27 @@ def test_template_problems_are_config_errors(tmp_path):
         f"{tmp_path}/watch.yaml:3: notify.b.template: template {tmp_path}/broken.j2:2: unexpected '}}'"
     )
     assert problems[2] == f"{tmp_path}/watch.yaml:4: notify.c.template: unknown key 'template'"
+
+
+@pytest.mark.parametrize(
+    ("url", "echo", "shown"),
+    [
+        (SLACK, "no_service: /services/T0/B0/secret", "no_service: ***"),
+        (HOOK, "bad token T000/SECRET-TOKEN", "bad token T000/***"),
+        (HOOK, "POST https%3A%2F%2Fhooks.example.org%2FT000%2Fsecret-token", "POST ***"),
+        (
+            "https://discord.com/api/webhooks/123456789012/AbCdEf_gh-IJ",
+            "Unknown Webhook 123456789012 (AbCdEf_gh-IJ)",
+            "Unknown Webhook *** (***)",
+        ),
+        ("https://h.example.org/hook?key=abcd1234", "bad key abcd1234", "bad key ***"),
+    ],
+)
+def test_redact_hides_every_echo_of_a_url(url, echo, shown):
+    assert redact(echo, secret_parts(url)) == shown
+
+
+def test_a_notifier_hides_its_url_secret_and_header_values():
+    hook = notifiers()["hook"]
+    text = f"{HOOK} signed with s3cret, team desk, /T000/secret-token"
+    assert hook.redact(text) == "*** signed with ***, team ***, ***"

@@ -6,14 +6,15 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor as Pool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from watcher.config import Config, Rate
-from watcher.deliver import DeliveryReport, RateLimiter, deliver_due
+from watcher.deliver import DeliveryReport, RateLimiter, Senders, deliver_due
 from watcher.http import new_session
-from watcher.notify import build_notifiers
+from watcher.notify import Notifier, build_notifiers
 from watcher.parse import ParserPool, parse_feed
 from watcher.poll import Poller, PollOutcome
 from watcher.rules import Matcher
@@ -45,7 +46,7 @@ class Pipeline:
             settings,
             parse=self.parsers.parse if self.parsers else parse_feed,
         )
-        self.limiters: dict[str, RateLimiter] = {}
+        self.senders = Senders({}, {}, settings.retry)
         self._take_notifiers(config)
         self.stopping = threading.Event()
         # The config and the compiled rules live as long as the process and hold no cycles
@@ -62,20 +63,26 @@ class Pipeline:
 
     def _take_notifiers(self, config: Config) -> None:
         notifiers = build_notifiers(config, self.session)
-        self.limiters = {
-            name: _limiter(self.limiters.get(name), notifier.rate)
+        limiters = {
+            name: _limiter(self.senders.limiters.get(name), notifier.rate)
             for name, notifier in notifiers.items()
             if notifier.rate is not None
         }
-        self.notifiers = notifiers
+        self.senders = Senders(notifiers, limiters, config.settings.retry)
+
+    @property
+    def notifiers(self) -> Mapping[str, Notifier]:
+        return self.senders.notifiers
 
     def deliver(self) -> DeliveryReport:
+        """One delivery pass, waiting for every notifier (``watcher once``)."""
+        senders = self.senders
         return deliver_due(
             self.store,
-            self.notifiers,
-            self.config.settings.retry,
+            senders.notifiers,
+            senders.retry,
             now(),
-            limiters=self.limiters,
+            limiters=senders.limiters,
             stop=self.stopping,
         )
 

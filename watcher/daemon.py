@@ -27,6 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from watcher.config import Config, FeedConfig, load
 from watcher.cycle import Pipeline, now
+from watcher.deliver import Outbox
 from watcher.errors import ConfigError, StateError
 from watcher.health import HealthServer
 from watcher.metrics import Metrics
@@ -42,6 +43,9 @@ RETENTION_DELAY = timedelta(hours=1)
 """The first pruning waits this long after start: a restart loop does not prune in a loop."""
 CONFIG_CHECK = timedelta(seconds=2)
 """How often the config file is checked for changes."""
+STOP_MARGIN = 5.0
+"""Seconds a stop waits for sends in flight beyond their deadline (it should never be
+needed; an Apprise send has no deadline of ours)."""
 
 
 def _mtime(path: str) -> float | None:
@@ -80,9 +84,14 @@ class Daemon:
             timezone=UTC,
         )
         self.stopping = self.pipeline.stopping
-        self._delivering = threading.Lock()
-        self._deliver_again = threading.Event()
         self.metrics = Metrics(self.pipeline.store)
+        self.outbox = Outbox(
+            self.pipeline.store,
+            lambda: self.pipeline.senders,
+            stop=self.stopping,
+            clock=now,
+            on_report=self.metrics.observe_delivery,
+        )
         self._reloading = threading.Lock()
         self._config_mtime = _mtime(config.source)
         self.scheduler.add_listener(
@@ -129,7 +138,6 @@ class Daemon:
             name="deliver",
             seconds=DELIVERY_INTERVAL.total_seconds(),
             next_run_time=start,
-            max_instances=2,
         )
         self.scheduler.start()
         if self.health is not None:
@@ -155,12 +163,21 @@ class Daemon:
         self.stop()
 
     def stop(self) -> None:
-        """Stop scheduling and wait for the polls and deliveries in flight; each has a
+        """Stop scheduling and wait for the polls and sends in flight; each ends by its
         deadline, and whatever is not sent stays pending in the outbox."""
         log.info("stopping: waiting for polls and deliveries in flight")
+        self.stopping.set()
         if self.health is not None:
             self.health.stop()
         self.scheduler.shutdown(wait=True)
+        timeouts = [notifier.timeout for notifier in self.pipeline.notifiers.values()]
+        left = self.outbox.close(max(timeouts, default=0.0) + STOP_MARGIN)
+        if left:
+            log.warning(
+                "stopping: %s still sending past the deadline; left pending, sent again at "
+                "the next start",
+                ", ".join(left),
+            )
         self.pipeline.close()
         self.lock.release()
         log.info("stopped")
@@ -270,21 +287,9 @@ class Daemon:
             self.wake_delivery()
 
     def wake_delivery(self) -> None:
-        """Run a delivery pass now, or right after the one running, so alerts leave at once."""
-        self._deliver_again.set()
-        try:
-            self.scheduler.modify_job(DELIVERY_JOB, next_run_time=now())
-        except Exception:  # the scheduler is shutting down
-            log.debug("delivery wake-up skipped", exc_info=True)
+        """Start sending now: new alerts leave at once, each notifier in its own thread,
+        and a notifier still busy looks again when it is done."""
+        self.outbox.wake()
 
     def _deliver(self) -> None:
-        while not self.stopping.is_set():
-            if not self._delivering.acquire(blocking=False):
-                return  # the pass running now sees the wake-up flag when it ends
-            try:
-                self._deliver_again.clear()
-                self.metrics.observe_delivery(self.pipeline.deliver())
-            finally:
-                self._delivering.release()
-            if not self._deliver_again.is_set():
-                return
+        self.outbox.wake()

@@ -5,8 +5,12 @@ acknowledged it; a crash in between repeats it under the same delivery id, never
 Each delivery is leased while it is sent, so two passes never send it at once, and a lease
 left by a pass that died runs out and the delivery is taken back.
 
-Each notifier drains its own queue, in detection order, in a thread of its own: a notifier
-that fails or hangs holds back nothing but itself.
+Each notifier drains its own queue, in detection order, in a thread of its own, and each
+send ends by the notifier's deadline: a notifier that fails or hangs holds back nothing but
+itself. Within a notifier, a delivery waiting for its retry (a backoff, or the receiver's
+Retry-After) holds back the later ones, so the receiver hears nothing from that notifier
+before the time it asked for; ``give_up`` counts a delivery's own failures, not the time it
+waited behind another.
 """
 
 from __future__ import annotations
@@ -16,9 +20,9 @@ import logging
 import random
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -37,6 +41,8 @@ DIGEST_LIMIT = 10_000
 MAX_WAIT = 5.0
 """Longest a pass sleeps for a rate limit before it leaves the rest to the next pass."""
 LEASE_MARGIN = timedelta(seconds=30)
+HORIZON = timedelta(days=36500)
+"""Looking this far ahead, the outbox lists a notifier's whole queue, due or not."""
 
 
 @dataclass
@@ -47,6 +53,10 @@ class DeliveryReport:
     by_notifier: dict[tuple[str, str], int] = field(default_factory=dict)
     """(notifier, "sent" | "retrying" | "dead") -> deliveries, for the metrics."""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def merge(self, other: DeliveryReport) -> None:
+        for (notifier, result), count in other.by_notifier.items():
+            self.add(notifier, result, count)
 
     def add(self, notifier: str, result: str, count: int = 1) -> None:
         with self.lock:
@@ -87,6 +97,30 @@ def backoff(attempts: int, retry: RetrySettings, rng: random.Random | None = Non
     return timedelta(seconds=min(capped * jitter, retry.max.total_seconds()))
 
 
+def failing_for(attempts: int, retry: RetrySettings) -> timedelta:
+    """How long a delivery that failed ``attempts`` times has been failing, by its backoff
+    schedule without jitter (a Retry-After or a pass held back only makes it longer)."""
+    first, cap = retry.first.total_seconds(), retry.max.total_seconds()
+    total = 0.0
+    for done in range(1, attempts):
+        step = min(first * 2 ** min(done - 1, 64), cap)
+        total += step
+        if step >= cap:  # the rest of the schedule is flat
+            total += step * (attempts - 1 - done)
+            break
+    return timedelta(seconds=total)
+
+
+@dataclass(frozen=True)
+class Senders:
+    """What delivering takes from the config: swapped whole at a reload, so a drain sees
+    the old notifiers or the new ones, never a mix."""
+
+    notifiers: Mapping[str, Notifier]
+    limiters: Mapping[str, RateLimiter]
+    retry: RetrySettings
+
+
 def deliver_due(
     store: Store,
     notifiers: Mapping[str, Notifier],
@@ -97,7 +131,9 @@ def deliver_due(
     stop: threading.Event | None = None,
     batch: int = BATCH,
 ) -> DeliveryReport:
-    """Send every due delivery, each notifier's in its own thread, in detection order.
+    """One pass: send every due delivery, each notifier's in its own thread and in
+    detection order, and return when every notifier is done (each send ends by its
+    notifier's deadline).
 
     ``now`` is the time of the pass (tests set it); it advances with the clock while the
     pass runs.
@@ -108,21 +144,137 @@ def deliver_due(
     def clock() -> datetime:
         return now + timedelta(seconds=time.monotonic() - started)
 
-    pending = store.notifiers_due(now, notifiers)
-    if not pending:
-        return report
-    drain = _Drain(store, retry, clock, report, stop or threading.Event(), batch)
-    with ThreadPoolExecutor(max_workers=len(pending), thread_name_prefix="deliver") as pool:
-        for name in pending:
-            limiter = (limiters or {}).get(name)
-            pool.submit(drain, notifiers[name], limiter)
+    senders = Senders(notifiers, limiters or {}, retry)
+    outbox = Outbox(
+        store,
+        lambda: senders,
+        stop=stop or threading.Event(),
+        clock=clock,
+        on_report=report.merge,
+        batch=batch,
+    )
+    outbox.wake()
+    outbox.close()
     return report
+
+
+class Outbox:
+    """Delivers in the background: each notifier has a worker thread of its own, which
+    drains the notifier's queue whenever ``wake`` finds something due for it.
+
+    ``wake`` never waits, so a notifier whose receiver hangs until the deadline of each send
+    holds back its own deliveries, never another notifier's, nor the next wake. A notifier
+    that must wait for a retry (its receiver failed, or asked for a pause with Retry-After)
+    is not drained again before that time. Workers live as long as their notifier, so a
+    busy daemon keeps one thread (and one database connection) per notifier.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        senders: Callable[[], Senders],
+        *,
+        stop: threading.Event,
+        clock: Callable[[], datetime],
+        on_report: Callable[[DeliveryReport], None] | None = None,
+        batch: int = BATCH,
+    ) -> None:
+        self.store = store
+        self.senders = senders
+        self.stop = stop
+        self.clock = clock
+        self.on_report = on_report
+        self.batch = batch
+        self._lock = threading.Lock()
+        self._workers: dict[str, _Worker] = {}
+        self._paused: dict[str, datetime] = {}
+        self._closing = False
+
+    def wake(self) -> None:
+        """Have every notifier with a delivery due drain its queue; a worker busy now
+        looks again when it is done."""
+        if self.stop.is_set():
+            return
+        now = self.clock()
+        with self._lock:
+            ready = [
+                name for name in self.senders().notifiers if self._paused.get(name, now) <= now
+            ]
+        due = self.store.notifiers_due(now, ready) if ready else []
+        with self._lock:
+            if self._closing:
+                return
+            for name in due:
+                worker = self._workers.get(name)
+                if worker is None or not worker.thread.is_alive():
+                    worker = self._workers[name] = _Worker(name, self._work)
+                worker.wake.set()
+
+    def close(self, timeout: float | None = None) -> list[str]:
+        """Let each worker finish the drain it is in (every send ends by its deadline) and
+        end; return the notifiers still sending when ``timeout`` ran out."""
+        with self._lock:
+            self._closing = True
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.wake.set()
+        end = None if timeout is None else time.monotonic() + timeout
+        for worker in workers:
+            worker.thread.join(None if end is None else max(end - time.monotonic(), 0.0))
+        return sorted(worker.name for worker in workers if worker.thread.is_alive())
+
+    def _work(self, worker: _Worker) -> None:
+        name = worker.name
+        while True:
+            worker.wake.wait()
+            worker.wake.clear()
+            if self.stop.is_set():
+                return
+            senders = self.senders()
+            notifier = senders.notifiers.get(name)
+            if notifier is None:  # removed by a reload
+                with self._lock:
+                    if self._workers.get(name) is worker:
+                        del self._workers[name]
+                return
+            report = DeliveryReport()
+            drain = _Drain(self.store, senders.retry, self.clock, report, self.stop, self.batch)
+            drain(notifier, senders.limiters.get(name))
+            with self._lock:
+                if drain.paused_until is not None:
+                    self._paused[name] = drain.paused_until
+                else:
+                    self._paused.pop(name, None)
+            if self.on_report is not None:
+                try:
+                    self.on_report(report)
+                except Exception:
+                    log.exception("notifier %s: delivery report failed", name)
+            if self._closing:
+                return
+
+
+class _Worker:
+    """One notifier's thread, and the event that wakes it."""
+
+    def __init__(self, name: str, work: Callable[[_Worker], None]) -> None:
+        self.name = name
+        self.wake = threading.Event()
+        self.thread = threading.Thread(
+            target=work, args=(self,), name=f"deliver {name}", daemon=True
+        )
+        self.thread.start()
 
 
 @dataclass
 class _Drain:
     """Sends one notifier's due deliveries until none is left, one fails and must wait, the
-    rate limit asks for a long pause, or the daemon stops."""
+    rate limit asks for a long pause, or the daemon stops.
+
+    Deliveries leave in detection order: the drain stops at the first one of the queue
+    that is not due (waiting for its retry, or being sent by another pass), so a delivery
+    waiting for its retry holds back the later ones of its notifier.
+    """
 
     store: Store
     retry: RetrySettings
@@ -130,6 +282,8 @@ class _Drain:
     report: DeliveryReport
     stop: threading.Event
     batch: int
+    paused_until: datetime | None = None
+    """When the receiver failed: no delivery of the notifier is due before this time."""
 
     def __call__(self, notifier: Notifier, limiter: RateLimiter | None) -> None:
         try:
@@ -137,40 +291,54 @@ class _Drain:
         except Exception:  # a bug must not kill the pass silently: log it, keep the outbox
             log.exception("notifier %s: delivery pass failed", notifier.name)
 
+    def _queue(self, notifier: str, limit: int) -> tuple[list[Delivery], set[int]]:
+        """The notifier's pending deliveries in order, due or not, and the ids of the due
+        ones."""
+        now = self.clock()
+        queue = self.store.due_deliveries(now + HORIZON, [notifier], limit)
+        due = {delivery.id for delivery in self.store.due_deliveries(now, [notifier], limit)}
+        return queue, due
+
     def _drain(self, notifier: Notifier, limiter: RateLimiter | None) -> None:
         lease = timedelta(seconds=notifier.timeout * 2) + LEASE_MARGIN
         if notifier.options.digest:
             self._drain_digests(notifier, notifier.options.digest, lease)
             return
         while not self.stop.is_set():
-            due = self.store.due_deliveries(self.clock(), [notifier.name], self.batch)
-            for delivery in due:
+            queue, due = self._queue(notifier.name, self.batch)
+            for delivery in queue:
+                if delivery.id not in due:
+                    return  # it waits for its retry, and the later ones wait behind it
                 if limiter is not None:
                     wait = limiter.wait()
                     if wait > MAX_WAIT or self.stop.wait(wait):
                         return
                     limiter.take()
                 if not self.store.claim(delivery.id, self.clock(), lease):
-                    continue  # another pass has it
+                    return  # another pass is sending it
                 if not self._send(notifier, delivery):
                     return
                 if self.stop.is_set():
                     return
-            if len(due) < self.batch:
+            if not queue:
                 return
 
     def _drain_digests(self, notifier: Notifier, period: timedelta, lease: timedelta) -> None:
-        """Send one message per closed window, oldest first; its deliveries go together."""
+        """Send one message per closed window, oldest first; its deliveries go together, and
+        a window waiting for its retry holds back the later ones."""
+        queue, due = self._queue(notifier.name, DIGEST_LIMIT)
         now = self.clock()
         windows: dict[datetime, list[Delivery]] = {}
-        for delivery in self.store.due_deliveries(now, [notifier.name], DIGEST_LIMIT):
+        for delivery in queue:
             start = window_start(delivery.created_at, period)
             if start + period <= now:
                 windows.setdefault(start, []).append(delivery)
         for start, deliveries in sorted(windows.items()):
             ids = [delivery.id for delivery in deliveries]
+            if any(each not in due for each in ids):
+                return
             if self.stop.is_set() or not self.store.claim(ids, self.clock(), lease):
-                continue
+                return
             alerts = tuple(delivery.alert for delivery in deliveries)
             digest = Digest(digest_id(alerts), start, start + period, alerts)
             try:
@@ -216,18 +384,28 @@ class _Drain:
 
     def _record_failure(self, deliveries: list[Delivery], exc: DeliveryError) -> bool:
         """Record a failed attempt (of one delivery, or of a digest's); return whether it will
-        be retried."""
+        be retried, and pause the notifier until then.
+
+        ``give_up`` counts the delivery's own failures: it is dead once it has been failing
+        for ``give_up`` by its backoff schedule (``failing_for``) and was detected at least
+        ``give_up`` ago. Time spent queued behind another delivery of its notifier is not
+        failing, so a delivery that was never tried gets its full ``give_up`` of retries.
+        """
         now = self.clock()
         delivery = deliveries[0]
         ids = [each.id for each in deliveries]
         attempts = delivery.attempts + 1
-        gave_up = now - delivery.created_at >= self.retry.give_up
+        gave_up = (
+            now - delivery.created_at >= self.retry.give_up
+            and failing_for(attempts, self.retry) >= self.retry.give_up
+        )
         if exc.retryable and not gave_up:
             delay = backoff(attempts, self.retry)
             if exc.retry_after is not None:
                 delay = max(delay, timedelta(seconds=exc.retry_after))
             retry_at = now + delay
             self.store.mark_failed(ids, exc.reason, retry_at=retry_at, now=now)
+            self.paused_until = retry_at
             log.warning(
                 "delivery failed: %s; retry %d at %s (rule %s, delivery %s)",
                 exc,
@@ -238,7 +416,11 @@ class _Drain:
             )
             return True
         self.store.mark_failed(ids, exc.reason, retry_at=None, now=now)
-        why = f"gave up after {self.retry.give_up}" if exc.retryable else "permanent error"
+        why = (
+            f"gave up after {self.retry.give_up} of failures"
+            if exc.retryable
+            else "permanent error"
+        )
         log.error(
             "delivery dead (%s): %s (rule %s, delivery %s)",
             why,
@@ -270,5 +452,6 @@ def _attempt(notifier: Notifier, send: Callable[[], str | None]) -> str | None:
     except DeliveryError:
         raise
     except Exception as exc:
-        log.exception("notifier %s: unexpected error", notifier.name)
+        trace = notifier.redact("".join(traceback.format_exception(exc)))
+        log.error("notifier %s: unexpected error\n%s", notifier.name, trace.rstrip())
         raise DeliveryError(notifier.name, f"unexpected error: {type(exc).__name__}") from exc

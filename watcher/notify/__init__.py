@@ -6,7 +6,7 @@ import requests
 
 from watcher.config import Config
 from watcher.notify.apprise import AppriseNotifier
-from watcher.notify.base import Notifier
+from watcher.notify.base import Notifier, adapter_for
 from watcher.notify.discord import DiscordNotifier
 from watcher.notify.email import EmailNotifier
 from watcher.notify.slack import SlackNotifier
@@ -20,6 +20,7 @@ REGISTRY: dict[str, type[Notifier]] = {
 
 def build_notifiers(config: Config, session: requests.Session) -> dict[str, Notifier]:
     """The enabled notifiers of a config, by name."""
+    adapter_for(session)  # mounted now, before the session is shared between threads
     timeout = config.settings.timeout.total_seconds()
     return {
         name: REGISTRY[options.type](name, options, session=session, timeout=timeout)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import smtplib
+import socket
 import ssl
 from collections.abc import Callable
 from datetime import datetime
@@ -23,7 +24,7 @@ from watcher.errors import DeliveryError
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify import templates
-from watcher.notify.base import Notifier, digest_heading, title_of
+from watcher.notify.base import Deadline, Notifier, digest_heading, title_of
 from watcher.text import one_line
 
 
@@ -107,8 +108,15 @@ class EmailNotifier(Notifier):
                 self.name, f"cannot build the message: {exc}", retryable=False
             ) from exc
         try:
-            with self._connect() as smtp:
-                refused = smtp.send_message(msg)
+            with Deadline(self.timeout) as deadline:
+                try:
+                    refused = self._converse(msg, deadline)
+                except (smtplib.SMTPServerDisconnected, OSError) as exc:
+                    if deadline.expired:
+                        raise DeliveryError(
+                            self.name, f"timed out after {self.timeout:g}s"
+                        ) from exc
+                    raise
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             retryable = any(400 <= code < 500 for code in codes)
@@ -127,38 +135,66 @@ class EmailNotifier(Notifier):
             )
             raise DeliveryError(
                 self.name,
-                f"SMTP {exc.smtp_code} {one_line(text)[:120]}",
+                f"SMTP {exc.smtp_code} {self.redact(one_line(text))[:120]}",
                 retryable=exc.smtp_code < 500,
             ) from exc
         except (smtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(
-                self.name, f"SMTP failure: {one_line(str(exc))[:120] or type(exc).__name__}"
-            ) from exc
+            text = self.redact(one_line(str(exc)))[:120]
+            raise DeliveryError(self.name, f"SMTP failure: {text or type(exc).__name__}") from exc
         if refused:
             return f"accepted, but refused for {_codes(refused)}"
         return None
 
-    def _connect(self) -> smtplib.SMTP:
+    def _converse(self, msg: EmailMessage, deadline: Deadline) -> dict[str, tuple[int, bytes]]:
+        """Connect, log in, send; the deadline bounds the whole conversation. Once the
+        server accepted the message, a failing goodbye changes nothing."""
         options = self.options
+        smtp: smtplib.SMTP
         if options.security == "ssl":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                options.host,
-                options.port,
-                timeout=self.timeout,
-                context=ssl.create_default_context(),
-            )
+            smtp = _SMTPSSL(deadline, timeout=self.timeout, context=ssl.create_default_context())
         else:
-            smtp = smtplib.SMTP(options.host, options.port, timeout=self.timeout)
+            smtp = _SMTP(deadline, timeout=self.timeout)
         try:
+            smtp.connect(options.host, options.port)
             if options.security == "starttls":
                 smtp.starttls(context=ssl.create_default_context())
             if options.username:
                 password = options.password.get_secret_value() if options.password else ""
                 smtp.login(options.username, password)
-        except BaseException:
+            refused = smtp.send_message(msg)
+            try:
+                smtp.quit()
+            except (smtplib.SMTPException, OSError):
+                pass
+            return refused
+        finally:
             smtp.close()
-            raise
-        return smtp
+
+
+class _SMTP(smtplib.SMTP):
+    """An SMTP client whose socket the deadline watches from the moment it connects."""
+
+    def __init__(self, deadline: Deadline, **options: Any) -> None:
+        self.deadline = deadline
+        super().__init__(**options)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self.deadline.watch(sock)
+        return sock
+
+
+class _SMTPSSL(smtplib.SMTP_SSL):
+    """Over TLS from the start: the plain socket is watched before the handshake."""
+
+    def __init__(self, deadline: Deadline, **options: Any) -> None:
+        self.deadline = deadline
+        super().__init__(**options)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock = socket.create_connection((host, port), timeout, self.source_address)
+        self.deadline.watch(sock)
+        return self.context.wrap_socket(sock, server_hostname=self._host)  # type: ignore[attr-defined]
 
 
 def _codes(recipients: dict[str, tuple[int, bytes]]) -> str:
