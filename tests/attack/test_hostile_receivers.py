@@ -37,7 +37,7 @@ from watcher.http import new_session
 from watcher.models import Alert, Entry
 from watcher.notify import build_notifiers
 from watcher.rules import Match
-from watcher.state import NewItem, Store
+from watcher.state import NewItem, Store, open_store
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 SECRET = "SECRETTOKEN4711"
@@ -310,7 +310,7 @@ def test_a_dripping_receiver_holds_back_only_itself_and_sigterm_still_stops(
     assert [r.json()["item"]["title"] for r in receiver.requests] == [
         f"Istanbul talks, day {n}" for n in range(1, 4)
     ]
-    store = Store(tmp_path / "w.db")
+    store = open_store(tmp_path / "w.db")
     try:
         rows = sorted(store.deliveries(), key=lambda row: row.id)
     finally:
