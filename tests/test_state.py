@@ -467,3 +467,12 @@ def test_the_health_probe_does_not_wait_for_another_process_writing(db):
     other.execute("ROLLBACK")
     other.close()
     assert answers == [None]
+
+
+def test_next_due_is_the_earliest_time_a_claim_could_take_a_feed(store):
+    store.sync_feeds(scheduled("a", "b"), NOW)
+    assert store.next_due() == NOW
+    store.claim_feeds("p", NOW, 1, LEASE)
+    assert store.next_due() == NOW + timedelta(seconds=1)  # b; a is leased until NOW + LEASE
+    store.claim_feeds("p", NOW + timedelta(seconds=1), 1, LEASE)
+    assert store.next_due() == NOW + LEASE

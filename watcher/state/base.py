@@ -136,7 +136,8 @@ class Schedule(ABC):
 
     @abstractmethod
     def next_due(self) -> datetime | None:
-        """When the earliest feed to poll is due, leased or not."""
+        """When a claim could next take a feed: the earliest next poll, or for a feed being
+        polled, the end of its lease if that is later."""
 
     @abstractmethod
     def release_feeds(self, owner: str, names: Sequence[str] = ()) -> None:

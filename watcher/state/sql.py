@@ -135,7 +135,8 @@ class SQLStore(Store):
     def next_due(self) -> datetime | None:
         with self._read() as tx:
             row = tx.execute(
-                "SELECT min(next_poll) FROM feeds WHERE active = 1 AND gone = 0"
+                "SELECT min(CASE WHEN lease_until > next_poll THEN lease_until"
+                " ELSE next_poll END) FROM feeds WHERE active = 1 AND gone = 0"
             ).fetchone()
         return from_timestamp(row[0]) if row else None
 
@@ -300,7 +301,7 @@ class SQLStore(Store):
         elif row[0] != url:
             tx.execute(
                 "UPDATE feeds SET url = ?, etag = NULL, last_modified = NULL, body_hash = NULL,"
-                " gone = 0, moved_to = NULL, next_poll = NULL, failures = 0 WHERE name = ?",
+                " gone = 0, moved_to = NULL, failures = 0 WHERE name = ?",
                 [url, name],
             )
 
