@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor as Pool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from watcher.config import Config, Rate
+from watcher.config import Config, FeedConfig, Rate
 from watcher.deliver import DeliveryReport, RateLimiter, Senders, deliver_due
 from watcher.http import new_session
 from watcher.notify import Notifier, build_notifiers
@@ -35,6 +35,7 @@ class Pipeline:
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.feeds_by_name = {feed.name: feed for feed in config.feeds}
         settings = config.settings
         self.store = open_store(settings.database)
         self.session = new_session(settings.user_agent, pool_size=settings.concurrency)
@@ -57,6 +58,7 @@ class Pipeline:
         """Take a reloaded config's rules, notifiers and settings; each is one assignment,
         so a poll or a delivery pass sees the old set or the new one, never a mix."""
         self.config = config
+        self.feeds_by_name = {feed.name: feed for feed in config.feeds}
         self.poller.matcher = Matcher(config.compiled_rules())
         self.poller.settings = config.settings
         self._take_notifiers(config)
@@ -69,6 +71,10 @@ class Pipeline:
             if notifier.rate is not None
         }
         self.senders = Senders(notifiers, limiters, config.settings.retry)
+
+    def feed(self, name: str) -> FeedConfig | None:
+        """The configured feed of that name, in the config now running."""
+        return self.feeds_by_name.get(name)
 
     @property
     def notifiers(self) -> Mapping[str, Notifier]:

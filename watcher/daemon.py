@@ -1,9 +1,13 @@
-"""The long-running daemon (APScheduler 3).
+"""The long-running daemon.
 
-APScheduler's defaults do not suit pollers: ``misfire_grace_time`` of 1 s silently skips a
-run that started late, so it is None (run however late) with ``coalesce`` (late runs merge
-into one). ``max_instances=1`` keeps a feed from being polled twice at once; since a hung
-fetch would then block its feed forever, every fetch has a hard deadline (fetch.py).
+Feeds are polled by the FeedScheduler (schedule.py), which claims due feeds from the
+database, so that several processes can share one PostgreSQL. APScheduler 3 cannot share a
+job store between processes; it runs the periodic control jobs only (wake the outbox, beat
+the heart, prune, watch the config file), on an executor of their own, so hung polls can
+never starve them. Its defaults do not suit such ticks: ``misfire_grace_time`` of 1 s
+silently skips a run that started late, so it is None with ``coalesce``.
+
+Signal handlers only set events; the main thread acts on them.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
-from datetime import UTC, datetime, timedelta
+import uuid
+from datetime import UTC, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -25,13 +31,14 @@ from apscheduler.events import (
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from watcher.config import Config, FeedConfig, load
+from watcher.config import Config, load
 from watcher.cycle import Pipeline, now
 from watcher.deliver import Outbox
 from watcher.errors import ConfigError, StateError
 from watcher.health import HealthServer
 from watcher.metrics import Metrics
-from watcher.state import DatabaseLock
+from watcher.schedule import FeedScheduler, Trouble
+from watcher.state import DatabaseLock, Process, ScheduledFeed, is_postgres
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,9 @@ RETENTION_DELAY = timedelta(hours=1)
 """The first pruning waits this long after start: a restart loop does not prune in a loop."""
 CONFIG_CHECK = timedelta(seconds=2)
 """How often the config file is checked for changes."""
+HEARTBEAT = timedelta(seconds=10)
+"""How often a process tells the database it is alive (``watcher status`` lists it)."""
+CONTROL_THREADS = 4
 STOP_MARGIN = 5.0
 """Seconds a stop waits for sends in flight beyond their deadline (it should never be
 needed; an Apprise send has no deadline of ours)."""
@@ -53,6 +63,28 @@ def _mtime(path: str) -> float | None:
         return Path(path).stat().st_mtime
     except OSError:
         return None
+
+
+def feed_lease(config: Config) -> timedelta:
+    """How long a claimed feed is this process's: a poll (fetch and parse, each under the
+    timeout) ends well before; a process that died gives its feeds up this soon."""
+    return config.settings.timeout * 2 + timedelta(seconds=10)
+
+
+def scheduled_feeds(config: Config) -> list[ScheduledFeed]:
+    """The config's feeds for the schedule; feeds new to the database are first due spread
+    over their interval, so that a start or a reload brings no thundering herd."""
+    start = now()
+    feeds = config.feeds
+    return [
+        ScheduledFeed(
+            feed.name,
+            feed.url,
+            config.feed_interval(feed),
+            start + config.feed_interval(feed) * index / len(feeds),
+        )
+        for index, feed in enumerate(feeds)
+    ]
 
 
 def _needs_restart(old: Config, new: Config) -> list[str]:
@@ -66,20 +98,28 @@ def _needs_restart(old: Config, new: Config) -> list[str]:
 
 
 class Daemon:
-    """``watcher run``: one interval job per feed and a delivery job, until a signal."""
+    """``watcher run``: polls feeds as the database schedules them, delivers, reloads, until
+    a signal."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.lock = DatabaseLock(config.settings.database)
         self.lock.acquire()
         self.pipeline = Pipeline(config)
-        released = self.pipeline.store.release_leases()
-        if released:
-            log.warning(
-                "%d deliveries were being sent when watcher last stopped: sent again", released
-            )
+        started = now()
+        self.process = Process(
+            uuid.uuid4().hex, socket.gethostname(), os.getpid(), started, started
+        )
+        self.shared = is_postgres(config.settings.database)
+        if not self.shared:  # the lock says no other process can hold a lease
+            released = self.pipeline.store.release_leases()
+            if released:
+                log.warning(
+                    "%d deliveries were being sent when watcher last stopped: sent again",
+                    released,
+                )
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(config.settings.concurrency + 1)},
+            executors={"default": ThreadPoolExecutor(CONTROL_THREADS)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -91,7 +131,20 @@ class Daemon:
             stop=self.stopping,
             clock=now,
             on_report=self.metrics.observe_delivery,
+            owner=self.process.id if self.shared else None,
         )
+        self.feeds = FeedScheduler(
+            self.pipeline.store,
+            self.process.id,
+            self._poll,
+            concurrency=config.settings.concurrency,
+            lease=feed_lease(config),
+            clock=now,
+            stopping=self.stopping,
+        )
+        self.delivery_trouble = Trouble("delivery: the database cannot be used:")
+        self._reload_requested = threading.Event()
+        self._signal: int | None = None
         self._reloading = threading.Lock()
         self._config_mtime = _mtime(config.source)
         self.scheduler.add_listener(
@@ -112,10 +165,9 @@ class Daemon:
 
     def start(self) -> None:
         start = now()
-        feeds = self.config.feeds
-        for index, feed in enumerate(feeds):
-            spread = self.config.feed_interval(feed) * index / len(feeds)  # no thundering herd
-            self._schedule(feed, start + spread)
+        store = self.pipeline.store
+        store.heartbeat(self.process)
+        store.sync_feeds(scheduled_feeds(self.config), start)
         self.scheduler.add_job(
             self._prune,
             "interval",
@@ -139,37 +191,53 @@ class Daemon:
             seconds=DELIVERY_INTERVAL.total_seconds(),
             next_run_time=start,
         )
+        self.scheduler.add_job(
+            self._heartbeat,
+            "interval",
+            id="heartbeat",
+            name="heartbeat",
+            seconds=HEARTBEAT.total_seconds(),
+        )
         self.scheduler.start()
+        self.feeds.start()
         if self.health is not None:
             self.health.start()
             log.info("health and metrics on http://%s/healthz and /metrics", self.health.address)
         for warning in self.config.warnings():
             log.warning("%s", warning)
         log.info(
-            "watcher started: %d feeds, %d rules, %d notifiers, database %s",
-            len(feeds),
+            "watcher started: %d feeds, %d rules, %d notifiers, database %s%s",
+            len(self.config.feeds),
             len(self.config.rules),
             len(self.pipeline.notifiers),
-            self.config.settings.database,
+            store.description,
+            f" (process {self.process.host}:{self.process.pid})" if self.shared else "",
         )
 
     def run_forever(self) -> None:
-        """Run until SIGTERM or SIGINT, then stop cleanly."""
+        """Run until SIGTERM or SIGINT, then stop cleanly; SIGHUP reloads the config."""
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         signal.signal(signal.SIGHUP, self._on_hangup)
         self.start()
-        self.stopping.wait()
+        while not self.stopping.wait(0.2):
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                log.info("received SIGHUP: reloading the config")
+                self.reload()
+        if self._signal is not None:
+            log.info("received %s", signal.Signals(self._signal).name)
         self.stop()
 
     def stop(self) -> None:
-        """Stop scheduling and wait for the polls and sends in flight; each ends by its
+        """Stop claiming and wait for the polls and sends in flight; each ends by its
         deadline, and whatever is not sent stays pending in the outbox."""
         log.info("stopping: waiting for polls and deliveries in flight")
         self.stopping.set()
         if self.health is not None:
             self.health.stop()
         self.scheduler.shutdown(wait=True)
+        self.feeds.stop()
         timeouts = [notifier.timeout for notifier in self.pipeline.notifiers.values()]
         left = self.outbox.close(max(timeouts, default=0.0) + STOP_MARGIN)
         if left:
@@ -178,31 +246,23 @@ class Daemon:
                 "the next start",
                 ", ".join(left),
             )
+        try:
+            self.pipeline.store.forget_process(self.process.id)
+        except StateError as exc:
+            log.warning("stopping: leases not given back (they run out by themselves): %s", exc)
         self.pipeline.close()
         self.lock.release()
         log.info("stopped")
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if self.stopping.is_set() and signum == signal.SIGINT:
-            log.warning("second SIGINT: exiting at once; unsent alerts stay pending")
+            os.write(2, b"second SIGINT: exiting at once; unsent alerts stay pending\n")
             os._exit(1)
-        log.info("received %s", signal.Signals(signum).name)
+        self._signal = signum
         self.stopping.set()
 
     def _on_hangup(self, signum: int, frame: FrameType | None) -> None:
-        self.scheduler.add_job(self.reload, id="reload", replace_existing=True)
-
-    def _schedule(self, feed: FeedConfig, first: datetime) -> None:
-        self.scheduler.add_job(
-            self._poll,
-            "interval",
-            args=[feed],
-            id=f"poll:{feed.name}",
-            name=f"poll {feed.name}",
-            seconds=self.config.feed_interval(feed).total_seconds(),
-            next_run_time=first,
-            replace_existing=True,
-        )
+        self._reload_requested.set()
 
     def _prune(self) -> None:
         before = now() - self.config.settings.retention
@@ -223,9 +283,9 @@ class Daemon:
     def reload(self) -> None:
         """Read the config again and apply it; an invalid one is reported and ignored.
 
-        Rules and notifiers are swapped in one assignment each, between polls; feeds added
-        are scheduled at once (their first poll is a baseline), removed ones unscheduled,
-        changed ones rescheduled. Nothing in the outbox is touched.
+        Rules, notifiers and settings are swapped in one snapshot, between polls; feeds
+        added are first due spread over their interval (their first poll is a baseline),
+        removed ones are no longer claimed. Nothing in the outbox is touched.
         """
         with self._reloading:
             path = Path(self.config.source)
@@ -240,31 +300,27 @@ class Daemon:
                 return
             for problem in _needs_restart(self.config, config):
                 log.warning("config reload: %s changed; restart watcher to apply it", problem)
-            old = {feed.name: feed for feed in self.config.feeds}
-            new = {feed.name: feed for feed in config.feeds}
+            old = {feed.name for feed in self.config.feeds}
+            new = {feed.name for feed in config.feeds}
             self.config = config
             self.pipeline.apply(config)
-            for name in old.keys() - new.keys():
-                self.scheduler.remove_job(f"poll:{name}")
-            for name, feed in new.items():
-                if old.get(name) != feed:
-                    self._schedule(feed, now() if name not in old else self._next_run(name))
+            try:
+                self.pipeline.store.sync_feeds(scheduled_feeds(config), now())
+            except StateError as exc:
+                log.error("config reload: the feeds could not be scheduled: %s", exc)
+            self.feeds.wake()
             log.info(
                 "config reloaded: %d feeds (%d added, %d removed), %d rules, %d notifiers",
                 len(new),
-                len(new.keys() - old.keys()),
-                len(old.keys() - new.keys()),
+                len(new - old),
+                len(old - new),
                 len(config.rules),
                 len(self.pipeline.notifiers),
             )
 
-    def _next_run(self, name: str) -> datetime:
-        job = self.scheduler.get_job(f"poll:{name}")
-        return job.next_run_time if job is not None and job.next_run_time else now()
-
     def check(self) -> str | None:
         """What makes the daemon unhealthy, or None: for ``/healthz``."""
-        if not self.scheduler.running or self.stopping.is_set():
+        if not self.scheduler.running or not self.feeds.running or self.stopping.is_set():
             return "the scheduler is not running"
         return self.pipeline.store.writable()
 
@@ -280,7 +336,11 @@ class Daemon:
         else:
             log.warning("job %s: run %s", event.job_id, kind.replace("_", " "))
 
-    def _poll(self, feed: FeedConfig) -> None:
+    def _poll(self, name: str) -> None:
+        feed = self.pipeline.feed(name)
+        if feed is None:  # removed by a reload after it was claimed
+            self.pipeline.store.release_feeds(self.process.id, [name])
+            return
         outcome = self.pipeline.poller.poll(feed, now())
         self.metrics.observe_poll(outcome)
         if outcome.deliveries and not self.stopping.is_set():
@@ -289,7 +349,24 @@ class Daemon:
     def wake_delivery(self) -> None:
         """Start sending now: new alerts leave at once, each notifier in its own thread,
         and a notifier still busy looks again when it is done."""
-        self.outbox.wake()
+        try:
+            self.outbox.wake()
+            self.delivery_trouble.succeeded()
+        except StateError as exc:
+            self.delivery_trouble.failed(exc)
 
     def _deliver(self) -> None:
-        self.outbox.wake()
+        self.wake_delivery()
+
+    def _heartbeat(self) -> None:
+        beat = Process(
+            self.process.id,
+            self.process.host,
+            self.process.pid,
+            self.process.started_at,
+            now(),
+        )
+        try:
+            self.pipeline.store.heartbeat(beat)
+        except StateError:
+            pass  # the scheduler and the outbox tell of database trouble, once a minute

@@ -41,6 +41,9 @@ DIGEST_LIMIT = 10_000
 MAX_WAIT = 5.0
 """Longest a pass sleeps for a rate limit before it leaves the rest to the next pass."""
 LEASE_MARGIN = timedelta(seconds=30)
+NOTIFIER_LEASE = timedelta(minutes=1)
+"""How long a process holds a notifier without renewing it: each wake renews the lease of
+a notifier with deliveries due, so a process that died gives its notifiers up this soon."""
 HORIZON = timedelta(days=36500)
 """Looking this far ahead, the outbox lists a notifier's whole queue, due or not."""
 
@@ -178,7 +181,11 @@ class Outbox:
         clock: Callable[[], datetime],
         on_report: Callable[[DeliveryReport], None] | None = None,
         batch: int = BATCH,
+        owner: str | None = None,
     ) -> None:
+        self.owner = owner
+        """The process id under which notifiers are leased, when processes share the
+        outbox: one process at a time sends a notifier's deliveries."""
         self.store = store
         self.senders = senders
         self.stop = stop
@@ -201,6 +208,8 @@ class Outbox:
                 name for name in self.senders().notifiers if self._paused.get(name, now) <= now
             ]
         due = self.store.notifiers_due(now, ready) if ready else []
+        if self.owner is not None and due:
+            due = self.store.claim_notifiers(self.owner, due, now, NOTIFIER_LEASE)
         with self._lock:
             if self._closing:
                 return

@@ -100,7 +100,7 @@ class Poller:
         state = self.store.feed_state(feed.name, feed.url)
         if state.gone:
             return PollOutcome(feed.name, "gone", error=state.last_error)
-        if state.next_poll is not None and now < state.next_poll:
+        if state.failures and state.next_poll is not None and now < state.next_poll:
             return PollOutcome(feed.name, "waiting", error=state.last_error)
         try:
             result = self._fetch(feed, state)
@@ -114,6 +114,7 @@ class Poller:
                         etag=result.etag,
                         last_modified=result.last_modified,
                         moved_to=result.moved_to,
+                        next_poll=now + self._interval(feed),
                     )
                     _log_recovery(feed.name, state.failures)
                 return PollOutcome(feed.name, "not_modified")
@@ -139,10 +140,14 @@ class Poller:
             now=now,
             moved_to=result.moved_to,
             body_hash=body_hash,
+            next_poll=now + self._interval(feed),
         )
         _log_recovery(feed.name, state.failures)
         _log_outcome(outcome, deliveries)
         return replace(outcome, deliveries=deliveries)
+
+    def _interval(self, feed: FeedConfig) -> timedelta:
+        return self.settings.interval if feed.interval is None else feed.interval
 
     def _fetch(self, feed: FeedConfig, state: FeedState) -> FetchResult:
         with self._host_slot(feed.url):
@@ -210,9 +215,7 @@ class Poller:
         day, longer if the server asked with Retry-After); a 410 disables it."""
         failures = previous + 1
         gone = exc.status == 410
-        delay = backoff(
-            self.settings.interval if feed.interval is None else feed.interval, previous
-        )
+        delay = backoff(self._interval(feed), previous)
         wait = getattr(exc, "retry_after", None)
         if wait:
             delay = max(delay, timedelta(seconds=wait))

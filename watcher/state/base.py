@@ -266,7 +266,9 @@ class Outbox(ABC):
 
     @abstractmethod
     def release_leases(self) -> int:
-        """Give back every lease, for a process that knows no other can hold one."""
+        """Give back every lease (deliveries', feeds', notifiers'), for the one process that
+        may poll an SQLite database: a lease left there is a dead predecessor's. Return the
+        deliveries that were being sent."""
 
 
 class Reports(ABC):

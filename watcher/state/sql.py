@@ -441,6 +441,8 @@ class SQLStore(Store):
 
     def release_leases(self) -> int:
         with self._write() as tx:
+            tx.execute("UPDATE feeds SET lease_owner = NULL, lease_until = NULL")
+            tx.execute("UPDATE notifier_leases SET owner = NULL, lease_until = NULL")
             return tx.execute(
                 "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
             ).rowcount
