@@ -41,7 +41,7 @@ DIGEST_LIMIT = 10_000
 MAX_WAIT = 5.0
 """Longest a pass sleeps for a rate limit before it leaves the rest to the next pass."""
 LEASE_MARGIN = timedelta(seconds=30)
-NOTIFIER_LEASE = timedelta(minutes=1)
+NOTIFIER_LEASE = timedelta(seconds=30)
 """How long a process holds a notifier without renewing it: each wake renews the lease of
 a notifier with deliveries due, so a process that died gives its notifiers up this soon."""
 HORIZON = timedelta(days=36500)
