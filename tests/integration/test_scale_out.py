@@ -113,7 +113,7 @@ def test_three_processes_share_the_feeds_and_deliver_each_alert_once(
         assert repeats <= 2, repeats  # at most the alerts in flight at the kill
         assert taken_over < 30 + 10 + 15  # the notifier lease, a delivery tick, and slack
     finally:
-        for process, output in processes:
+        for process, _ in processes:
             process.send_signal(signal.SIGTERM)
         for process, output in processes:
             try:
