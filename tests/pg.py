@@ -65,7 +65,9 @@ class PostgresServer:
         self.pg_ctl("-o", options, "-l", str(self.data / "server.log"), "-w", "start")
 
     def stop(self) -> None:
-        self.pg_ctl("-m", "fast", "-w", "stop")
+        status = [str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]
+        if subprocess.run(_as_postgres(status), capture_output=True).returncode == 0:
+            self.pg_ctl("-m", "fast", "-w", "stop")
 
 
 def _as_postgres(command: list[str]) -> list[str]:

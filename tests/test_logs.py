@@ -66,3 +66,18 @@ def test_library_records_are_redacted_before_any_handler(caplog):
     with caplog.at_level(logging.WARNING):
         logging.getLogger("urllib3.connectionpool").warning("url=http://h/T0KEN")
     assert caplog.messages == ["url=***"]
+
+
+def test_feed_given_control_characters_never_reach_a_log_line(capsys):
+    hostile = "http://news.example/7\x1b]0;PWNED\x07\x1b[2J\x9b31m\u2028next"
+    try:
+        for log_format in ("text", "json"):
+            logs.setup(log_format)
+            logging.getLogger("watcher.poll").warning("feed f moved permanently to %s", hostile)
+        err = capsys.readouterr().err
+    finally:
+        logging.getLogger().handlers.clear()
+    lines = err.splitlines()
+    assert len(lines) == 2 and "moved permanently to http://news.example/7" in lines[0]
+    assert json.loads(lines[1])["message"].startswith("feed f moved permanently to http://")
+    assert not any(char in err for char in "\x1b\x07\x9b\u2028")

@@ -142,7 +142,7 @@ class Daemon:
             clock=now,
             stopping=self.stopping,
         )
-        self.delivery_trouble = Trouble("delivery: the database cannot be used:")
+        self.delivery_trouble = Trouble("delivery")
         self._reload_requested = threading.Event()
         self._signal: int | None = None
         self._reloading = threading.Lock()

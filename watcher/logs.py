@@ -9,6 +9,8 @@ import re
 import sys
 from datetime import UTC, datetime
 
+from watcher.text import one_line
+
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(message)s"
 LIBRARIES = ("urllib3", "requests")
 """Loggers whose records may carry a request's URL (urllib3's "Failed to parse headers
@@ -49,13 +51,22 @@ def _hide(found: re.Match[str]) -> str:
 _REDACT = RedactUrls()
 
 
+class TextFormatter(logging.Formatter):
+    """One line per event: a feed-given string in a message (a link, a redirect's target,
+    a server's reason phrase) cannot break the line or drive the terminal."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = one_line(record.message)
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": one_line(record.getMessage()),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
@@ -67,7 +78,7 @@ def setup(log_format: str = "text", level: int = logging.INFO) -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT, "%Y-%m-%dT%H:%M:%S"))
+        handler.setFormatter(TextFormatter(TEXT_FORMAT, "%Y-%m-%dT%H:%M:%S"))
     handler.addFilter(_REDACT)  # the records of any library logger, at the output
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -76,6 +87,9 @@ def setup(log_format: str = "text", level: int = logging.INFO) -> None:
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     # Apprise logs the URLs it posts to, and an Apprise URL holds its service's token
     logging.getLogger("apprise").setLevel(logging.CRITICAL)
+    # psycopg's pool warns at every failed connection attempt; while the database is away,
+    # watcher itself says so once a minute
+    logging.getLogger("psycopg").setLevel(logging.CRITICAL)
     redact_library_loggers()
 
 

@@ -14,6 +14,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from watcher.deliver import DeliveryReport
+from watcher.errors import StateError
 from watcher.poll import PollOutcome
 from watcher.state import Store
 
@@ -65,10 +66,24 @@ class _StateCollector(Collector):
         self.store = store
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
+        """The database's figures; while it cannot be read, only ``watcher_database_up`` 0
+        (the process's own counters are still served)."""
+        up = GaugeMetricFamily("watcher_database_up", "Whether the database can be used")
+        try:
+            if self.store.writable() is not None:  # answers at once, or within 2 s
+                raise StateError("the database cannot be used")
+            counts = self.store.delivery_counts()
+            states = self.store.feed_states()
+        except StateError:
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
         backlog = GaugeMetricFamily(
             "watcher_outbox", "Deliveries in the outbox by status", labels=["status"]
         )
-        for status, count in sorted(self.store.delivery_counts().items()):
+        for status, count in sorted(counts.items()):
             backlog.add_metric([status], count)
         yield backlog
         success = GaugeMetricFamily(
@@ -79,7 +94,7 @@ class _StateCollector(Collector):
         failures = GaugeMetricFamily(
             "watcher_feed_consecutive_failures", "Failed polls in a row", labels=["feed"]
         )
-        for name, state in sorted(self.store.feed_states().items()):
+        for name, state in sorted(states.items()):
             if state.last_success is not None:
                 success.add_metric([name], state.last_success.timestamp())
             failures.add_metric([name], state.failures)

@@ -43,7 +43,11 @@ class Trouble:
             self.since = moment
         if moment - self.told >= self.every:
             self.told = moment
-            log.error("%s paused: %s (tried again until it works)", self.what, exc)
+            log.error(
+                "%s paused: the database cannot be used: %s (tried again until it works)",
+                self.what,
+                exc,
+            )
 
     def succeeded(self) -> None:
         if self.since is not None:
@@ -73,7 +77,7 @@ class FeedScheduler:
         self.lease = lease
         self.clock = clock
         self.stopping = stopping
-        self.trouble = Trouble("polling: the database cannot be used:")
+        self.trouble = Trouble("polling")
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="poll")
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()
