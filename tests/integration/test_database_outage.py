@@ -96,3 +96,33 @@ def test_postgresql_unreachable_at_start_is_one_clear_line(tmp_path, postgres):
     assert result.stderr.startswith(f"error: cannot reach PostgreSQL at 127.0.0.1:{port}: ")
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert pg.PASSWORD not in result.stderr + result.stdout
+
+
+def test_a_deleted_sqlite_file_stops_polling_and_answers_503(tmp_path, feed_server, receiver):
+    from tests.integration.process import daemon_config
+
+    feed_server.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "Old news"}))
+    listen = f"127.0.0.1:{free_port()}"
+    config = daemon_config(
+        tmp_path, feed_server.url("/feed.xml"), receiver.url("/hook"), listen=listen
+    )
+    daemon = start(config)
+    output = Output(daemon)
+    try:
+        wait_for(lambda: len(feed_server.requests) >= 2, timeout=20)
+        (tmp_path / "w.db").unlink()
+        wait_for(lambda: get(f"http://{listen}/healthz")[0] == 503, timeout=10)
+        assert "was deleted or replaced while watcher had it open" in get(
+            f"http://{listen}/healthz"
+        )[1]
+        output.wait_for("polling paused: the database cannot be used: database ")
+        polls = len(feed_server.requests)
+        time.sleep(2.5)  # the feed is due every second
+        assert len(feed_server.requests) <= polls + 1  # at most the poll in flight
+        assert "watcher_database_up 0.0" in get(f"http://{listen}/metrics")[1]
+        assert not (tmp_path / "w.db").exists()  # no new, empty database in its place
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(timeout=30)
+        text = output.close()
+    assert daemon.returncode == 0, text

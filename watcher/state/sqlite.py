@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlite_utils import Database, Migrations
 
@@ -174,8 +175,12 @@ class SQLiteStore(SQLStore):
         self._writing = threading.Lock()
         self._probing = threading.Lock()
         self._probe_connection: sqlite3.Connection | None = None
+        self._uri = f"file:{quote(str(self.path.absolute()))}?mode=rw"
+        """Every connection but the first opens the file without creating it: a file
+        deleted under the daemon is not silently made anew, empty."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            sqlite3.connect(self.path).close()
             connection = self._connection()
             db = Database(connection, execute_plugins=False)
             db.enable_wal()
@@ -190,7 +195,11 @@ class SQLiteStore(SQLStore):
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
         if connection is None:
             connection = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT, check_same_thread=False, isolation_level=None
+                self._uri,
+                uri=True,
+                timeout=BUSY_TIMEOUT,
+                check_same_thread=False,
+                isolation_level=None,
             )
             connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             connection.execute("PRAGMA foreign_keys = ON")
@@ -262,7 +271,8 @@ class SQLiteStore(SQLStore):
             with self._probing:
                 if self._probe_connection is None:
                     self._probe_connection = sqlite3.connect(
-                        self.path,
+                        self._uri,
+                        uri=True,
                         timeout=PROBE_TIMEOUT,
                         check_same_thread=False,
                         isolation_level=None,
