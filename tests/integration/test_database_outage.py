@@ -112,9 +112,10 @@ def test_a_deleted_sqlite_file_stops_polling_and_answers_503(tmp_path, feed_serv
         wait_for(lambda: len(feed_server.requests) >= 2, timeout=20)
         (tmp_path / "w.db").unlink()
         wait_for(lambda: get(f"http://{listen}/healthz")[0] == 503, timeout=10)
-        assert "was deleted or replaced while watcher had it open" in get(
-            f"http://{listen}/healthz"
-        )[1]
+        assert (
+            "was deleted or replaced while watcher had it open"
+            in get(f"http://{listen}/healthz")[1]
+        )
         output.wait_for("polling paused: the database cannot be used: database ")
         polls = len(feed_server.requests)
         time.sleep(2.5)  # the feed is due every second
