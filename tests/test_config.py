@@ -307,3 +307,8 @@ def test_a_bad_database_url_is_named_without_its_password():
         "watch.yaml:2: settings.database: unknown database URL scheme 'mysql': give a file path,"
         " or a postgresql:// URL"
     )
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n"])
+def test_an_empty_config_is_an_error_not_zero_feeds(text):
+    assert problems(text) == ["watch.yaml:1: the config is empty: it needs at least a feed"]

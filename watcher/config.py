@@ -369,6 +369,8 @@ def _collector_paused() -> Iterator[None]:
 def _loads(text: str, filename: str, env: Mapping[str, str]) -> Config:
     source = Source(filename, env)
     data = source.read(text)
+    if data is None and not source.problems:
+        raise ConfigError([f"{filename}:1: the config is empty: it needs at least a feed"])
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -58,11 +58,19 @@ STOP_MARGIN = 5.0
 needed; an Apprise send has no deadline of ours)."""
 
 
-def _mtime(path: str) -> float | None:
+Fingerprint = tuple[tuple[str, int, int], ...]
+
+
+def fingerprint(config: Config) -> Fingerprint | None:
+    """The config file's and its templates' modification times and sizes; None while one
+    cannot be read (an editor replacing the file)."""
+    paths = [config.source]
+    paths += [t for options in config.notify.values() if (t := getattr(options, "template", None))]
     try:
-        return Path(path).stat().st_mtime
+        stats = [(path, Path(path).stat()) for path in paths]
     except OSError:
         return None
+    return tuple((path, stat.st_mtime_ns, stat.st_size) for path, stat in stats)
 
 
 def feed_lease(config: Config) -> timedelta:
@@ -146,7 +154,8 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._signal: int | None = None
         self._reloading = threading.Lock()
-        self._config_mtime = _mtime(config.source)
+        self._applied = fingerprint(config)
+        self._pending: Fingerprint | None = None
         self.scheduler.add_listener(
             self._on_scheduler_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
         )
@@ -273,12 +282,17 @@ class Daemon:
             )
 
     def _watch_config(self) -> None:
-        try:
-            changed = Path(self.config.source).stat().st_mtime != self._config_mtime
-        except OSError:
-            return  # being replaced (editors write a new file, then rename it)
-        if changed:
-            self.reload()
+        """Reload once the config file (or a template) changed and then stayed the same for
+        one more check: a file caught in the middle of being written is never applied."""
+        seen = fingerprint(self.config)
+        if seen is None or seen == self._applied:
+            self._pending = None
+            return
+        if seen != self._pending:
+            self._pending = seen
+            return
+        self._pending = None
+        self.reload()
 
     def reload(self) -> None:
         """Read the config again and apply it; an invalid one is reported and ignored.
@@ -289,8 +303,8 @@ class Daemon:
         """
         with self._reloading:
             path = Path(self.config.source)
+            self._applied = fingerprint(self.config)
             try:
-                self._config_mtime = path.stat().st_mtime
                 config = load(path)
             except ConfigError as exc:
                 log.error(
@@ -303,6 +317,7 @@ class Daemon:
             old = {feed.name for feed in self.config.feeds}
             new = {feed.name for feed in config.feeds}
             self.config = config
+            self._applied = fingerprint(config)
             self.pipeline.apply(config)
             try:
                 self.pipeline.store.sync_feeds(scheduled_feeds(config), now())

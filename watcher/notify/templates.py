@@ -56,16 +56,23 @@ def _environment(channel: str, escape: Escape | None) -> jinja2.Environment:
     return jinja2.Environment(autoescape=False, **options)
 
 
-@functools.cache
 def load(
     name: str, channel: str, escape: Escape | None = None, path: str | None = None
 ) -> jinja2.Template:
     """The template ``path``, or the default one called ``name``; ``channel`` is ``html``
-    (autoescaped), or text escaped with ``escape`` (none for plain text)."""
-    if path is None:
-        source = files("watcher.templates").joinpath(f"{name}.j2").read_text(encoding="utf-8")
-    else:
-        source = read(path)
+    (autoescaped), or text escaped with ``escape`` (none for plain text). A file is read
+    anew at each call (a reload takes an edited template); its compilation is kept."""
+    source = _default(name) if path is None else read(path)
+    return _compiled(source, channel, escape)
+
+
+@functools.cache
+def _default(name: str) -> str:
+    return files("watcher.templates").joinpath(f"{name}.j2").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=128)
+def _compiled(source: str, channel: str, escape: Escape | None) -> jinja2.Template:
     return _environment(channel, escape).from_string(source)
 
 
