@@ -17,7 +17,8 @@ Two limits that requests and urllib3 do not give, kept where the socket is made:
 
 The limits travel in a context variable because they must reach the connection that urllib3
 takes from its pool, two libraries down; outside ``within`` connections behave as urllib3's.
-Each is checked once per new connection and costs one ``settimeout`` per read.
+Addresses are judged once per new connection (a pooled one's peer is looked up per request),
+and the deadline costs one ``settimeout`` per read of the socket.
 """
 
 from __future__ import annotations
