@@ -312,3 +312,114 @@ def test_a_bad_database_url_is_named_without_its_password():
 @pytest.mark.parametrize("text", ["", "\n", "# only a comment\n"])
 def test_an_empty_config_is_an_error_not_zero_feeds(text):
     assert problems(text) == ["watch.yaml:1: the config is empty: it needs at least a feed"]
+
+
+# URLs watcher cannot request, or that two URL parsers would read differently (issue 10)
+
+
+def _with_urls(feed_url: str, hook_url: str = "https://hooks.example.org/x") -> str:
+    import json
+
+    return VALID.replace("https://example.org/world/rss.xml", json.dumps(feed_url)).replace(
+        "https://hooks.example.org/x", json.dumps(hook_url)
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://127.0.0.1:99999/", "invalid URL: port 99999 is out of range (1-65535)"),
+        ("http://127.0.0.1:0/", "invalid URL: port 0 is out of range (1-65535)"),
+        ("http://127.0.0.1:1\\@public.example/", "invalid URL: its host part contains a backslash"),
+        ("http://example.org/\x1b[2Jrss", "invalid URL: it contains control characters"),
+        ("http://exa mple.org/", "invalid URL: its host part contains a space"),
+        ("http://a..b/rss", "invalid URL: invalid host name"),
+        ("http://*.example.org/rss", "invalid URL: invalid host name"),
+        (f"http://{'a' * 64}.org/rss", "invalid URL: invalid host name"),
+        ("http://\u2603.org/rss", "invalid URL: invalid host name"),
+        ("http://[::1/rss", "must be an http:// or https:// URL"),
+    ],
+)
+def test_a_url_watcher_cannot_request_is_a_config_error(url, message):
+    assert problems(_with_urls(url, url.replace("/rss", "/hook"))) == [
+        f"watch.yaml:4: feeds[0].url: {message}",
+        f"watch.yaml:14: notify.hook.url: {message}",
+    ]
+
+
+def test_a_notifier_url_is_not_quoted_in_its_error():
+    (problem,) = problems(_with_urls("https://example.org/rss", "https://h.example:99999/s3cret"))
+    assert "s3cret" not in problem and "h.example" not in problem
+
+
+def test_credentials_in_a_feed_url_are_allowed():
+    config = loads(_with_urls("https://me:pw@example.org/rss"), "watch.yaml", env={})
+    assert config.feeds[0].url == "https://me:pw@example.org/rss"
+
+
+AUTHORITY_PARTS = [
+    "h",
+    "x.org",
+    "127.0.0.1",
+    "[::1]",
+    "[::ffff:127.0.0.1]",
+    ":",
+    ":80",
+    ":0",
+    ":99999",
+    "@",
+    "user:pw@",
+    "\\",
+    ".",
+    "..",
+    " ",
+    "\t",
+    "\x1b",
+    "\u2603",
+    "\uff0e",
+    "\u00df",
+    "%2e",
+    "%E2%98%83",
+    "[",
+    "]",
+    "*",
+    "_",
+    "-",
+    "a" * 64,
+    "xn--",
+]
+REST_PARTS = ["/", "?", "#", "\\", "@", "/a b", "/%2e%2e/", "?x=\\@h", "#@h:1"]
+
+
+@pytest.mark.parametrize("credentials", [True, False])
+def test_a_url_accepted_is_requested_and_read_alike_by_both_parsers(credentials):
+    """Property: whatever URL passes the check, requests prepares it, and urllib.parse
+    (which watcher's checks read) and urllib3 (which makes the connection) see the same
+    host and port in it."""
+    from urllib.parse import urlsplit
+
+    import requests
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from urllib3.util import parse_url
+
+    from watcher import urls
+
+    @settings(max_examples=300)
+    @given(
+        st.sampled_from(["http://", "https://"]),
+        st.lists(st.sampled_from(AUTHORITY_PARTS), min_size=1, max_size=5),
+        st.lists(st.sampled_from(REST_PARTS), max_size=3),
+    )
+    def check(scheme: str, authority: list[str], rest: list[str]) -> None:
+        url = scheme + "".join(authority) + "".join(rest)
+        if urls.problem(url, credentials=credentials) is not None:
+            return
+        prepared = requests.Request("GET", url).prepare()
+        assert prepared.url is not None
+        ours, theirs = urlsplit(url), parse_url(prepared.url)
+        assert credentials or theirs.auth is None
+        assert urls.ascii_host(ours.hostname or "") == (theirs.host or "").strip("[]")
+        assert (ours.port or None) == theirs.port
+
+    check()

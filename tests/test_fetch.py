@@ -177,3 +177,41 @@ def test_proxies_come_from_the_environment_once_per_host(monkeypatch):
         assert "https" not in proxies_for("https://intranet.example.org/feed")
     finally:
         _proxies.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:99999/", "http://a..b/", f"http://{'a' * 64}.org/", "http://[::1/"]
+)
+def test_a_url_that_cannot_be_requested_is_a_fetch_error(session, url):
+    with pytest.raises(FetchError, match=r"^feed f: invalid URL$"):
+        fetch(session, "f", url)
+
+
+@pytest.mark.parametrize(
+    ("location", "message"),
+    [
+        ("http://127.0.0.1:99999/x", "port 99999 is out of range (1-65535)"),
+        ("http://me:pw@127.0.0.1:9/x", "it contains credentials (user:password@)"),
+        ("//127.0.0.1:9\\@example.org/x", "its host part contains a backslash"),
+        ("http://a..b/x", "invalid host name"),
+    ],
+)
+def test_a_redirect_to_a_url_that_cannot_be_requested_is_refused(
+    session, feed_server, location, message
+):
+    from tests.servers import Route
+
+    feed_server.routes["/feed.xml"] = Route(status=301, location=location)
+    with pytest.raises(FetchError) as caught:
+        fetch(session, "f", feed_server.url("/feed.xml"))
+    assert caught.value.reason == f"redirect refused: {message}"
+
+
+def test_credentials_the_user_configured_are_kept_on_a_relative_redirect(session, feed_server):
+    from tests.servers import Route
+
+    feed_server.routes["/a.xml"] = Route(status=302, location="/b.xml")
+    feed_server.routes["/b.xml"] = Route(b"<rss/>")
+    url = feed_server.url("/a.xml").replace("http://", "http://me:pw@")
+    assert fetch(session, "f", url).body == b"<rss/>"
+    assert feed_server.requests[-1].headers["Authorization"] == "Basic bWU6cHc="

@@ -33,7 +33,7 @@ from pydantic import (
     field_validator,
 )
 
-from watcher import __version__
+from watcher import __version__, urls
 from watcher.errors import ConfigError, QueryError
 from watcher.query import Node, combine, has_positive, parse, structured, term
 from watcher.rules import Rule
@@ -97,8 +97,11 @@ def parse_rate(value: object) -> Rate:
 
 def derive_feed_name(url: str) -> str:
     """A readable default name from a feed URL's host and path."""
-    parts = urlsplit(url)
-    host = parts.hostname or "feed"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "feed"
+    except ValueError:  # the URL's own check reports it
+        return "feed"
     host = host.removeprefix("www.")
     path = re.sub(r"\.(xml|rss|atom|json|php)$", "", parts.path.strip("/"))
     path = re.sub(r"(^|/)(rss|feed|atom|index)$", "", path)
@@ -112,11 +115,20 @@ RateField = Annotated[Rate, BeforeValidator(parse_rate)]
 
 
 def _http_url(value: str, *, allow_empty: bool = False) -> str:
+    """An http(s) URL that watcher can request. The message never quotes the URL: a
+    notifier's is a secret. Credentials (``user:password@``) are allowed: the URL is the
+    user's own."""
     if allow_empty and value == "":
         return value
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an http:// or https:// URL")
+    problem = urls.problem(value)
+    if problem:
+        raise ValueError(f"invalid URL: {problem}")
     return value
 
 

@@ -1,16 +1,18 @@
 """HTTP for feeds: conditional GET, limits, redirects, status handling -> FetchResult.
 
 Redirects are followed here, not by requests, so that every hop is checked: at most
-``MAX_REDIRECTS``, no loop, only http(s), and no redirect from a public address to a
-loopback, private, link-local (cloud metadata) or otherwise non-global one. A feed the user
-configured on a private address is theirs to poll; a public server steering watcher into
-the local network is refused.
+``MAX_REDIRECTS``, no loop, only http(s) URLs that both URL parsers read alike (urls.py), and
+no redirect from a public address to a loopback, private, link-local (cloud metadata) or
+otherwise non-global one. A feed the user configured on a private address is theirs to poll;
+a public server steering watcher into the local network is refused. The address judged is
+the one connected to (netguard.py); through a proxy, where the connection is the proxy's,
+the target is judged by its name and refused when in doubt.
+
+One deadline covers the whole fetch: every connection, the headers and body of every hop.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,8 +21,10 @@ from urllib.parse import urljoin, urlsplit
 import requests
 import urllib3
 
+from watcher import netguard, urls
 from watcher.errors import FetchError
 from watcher.http import describe, proxies_for, retry_after
+from watcher.text import one_line
 
 CHUNK = 64 * 1024
 MAX_REDIRECTS = 5
@@ -71,9 +75,10 @@ class _Hops:
     visited: list[str]
     permanent: bool = True
     downgraded: bool = False
+    origin_private: bool | None = None
 
     def follow(self, feed: str, response: requests.Response) -> None:
-        target = _redirect_target(feed, self.origin, self.current, response, self.visited)
+        target = _redirect_target(feed, self.current, response, self.visited)
         self.permanent = self.permanent and response.status_code in PERMANENT
         if self.current.startswith("https:") and target.startswith("http:"):
             self.downgraded = True
@@ -84,6 +89,16 @@ class _Hops:
     def moved_to(self) -> str | None:
         """Where the feed lives now, if every redirect on the way was permanent."""
         return self.current if self.permanent and self.current != self.origin else None
+
+    def public_only(self) -> bool:
+        """Whether this hop may reach global addresses only: it leads away from the URL the
+        user configured, and that one is not surely on the local network. Resolved once a
+        fetch, and only when the fetch leaves the configured URL."""
+        if self.current == self.origin:
+            return False
+        if self.origin_private is None:
+            self.origin_private = netguard.is_private_host(urlsplit(self.origin).hostname or "")
+        return not self.origin_private
 
 
 def fetch(
@@ -103,8 +118,8 @@ def fetch(
     ``origin`` is the URL the user configured, when ``url`` is where it moved: whether a
     redirect may lead into the local network depends on the address the user chose.
 
-    ``timeout`` bounds the connection, each read and the whole download, redirects
-    included, so a server that drips bytes cannot hold a worker for long.
+    ``timeout`` bounds the whole fetch: connections, headers and body, redirects included,
+    so a server that drips bytes cannot hold a worker for long.
     """
     request_headers = {"Accept": ACCEPT, **(headers or {})}
     if etag:
@@ -115,7 +130,16 @@ def fetch(
     hops = _Hops(origin or url, url, [url])
     try:
         for _ in range(MAX_REDIRECTS + 1):
-            with _get(session, hops.current, request_headers, timeout) as response:
+            public_only = hops.public_only()
+            if public_only:
+                _check_by_name(feed, hops.current)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FetchError(feed, f"timed out after {timeout:g}s")
+            with (
+                netguard.within(deadline, public_only=public_only),
+                _get(session, hops.current, request_headers, left) as response,
+            ):
                 if response.status_code not in REDIRECTS:
                     body = _body(response, feed, deadline, timeout, max_size)
                     response_headers = {k.lower(): v for k, v in response.headers.items()}
@@ -130,7 +154,11 @@ def fetch(
                         downgraded=hops.downgraded,
                     )
                 hops.follow(feed, response)
-    except requests.RequestException as exc:
+    except netguard.AddressRefused as exc:
+        raise FetchError(feed, _refused(exc.host, exc.address)) from exc
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+        if time.monotonic() >= deadline:
+            raise FetchError(feed, f"timed out after {timeout:g}s") from exc
         raise FetchError(feed, describe(exc, timeout)) from exc
     raise FetchError(feed, f"more than {MAX_REDIRECTS} redirects")
 
@@ -167,37 +195,51 @@ def _body(
 
 
 def _redirect_target(
-    feed: str, configured: str, current: str, response: requests.Response, visited: list[str]
+    feed: str, current: str, response: requests.Response, visited: list[str]
 ) -> str:
     location = response.headers.get("Location")
     if not location:
         raise FetchError(feed, f"HTTP {response.status_code} redirect without a Location")
-    target = urljoin(current, location)
-    parts = urlsplit(target)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise FetchError(feed, f"redirect to a non-http(s) URL refused ({parts.scheme}:)")
+    if urls.CONTROL.search(location):
+        raise FetchError(feed, "redirect refused: its Location contains control characters")
+    try:
+        target = urljoin(current, location)
+        scheme = urlsplit(target).scheme
+        relative = not urlsplit(location).netloc
+    except ValueError as exc:
+        raise FetchError(feed, "redirect refused: its Location cannot be parsed") from exc
+    if scheme not in ("http", "https"):
+        raise FetchError(feed, f"redirect to a non-http(s) URL refused ({one_line(scheme)}:)")
+    # a relative Location keeps the host part, credentials included, of the URL the user wrote
+    problem = urls.problem(target, credentials=relative)
+    if problem:
+        raise FetchError(feed, f"redirect refused: {problem}")
     if target in visited:
         raise FetchError(feed, "redirect loop")
-    if not _is_private(configured) and _is_private(target):
-        raise FetchError(
-            feed, f"redirect from a public address to a non-public one refused ({parts.hostname})"
-        )
     return target
 
 
-def _is_private(url: str) -> bool:
-    """Whether a URL's host is (or resolves to) a loopback, private, link-local or otherwise
-    non-global address. A name that does not resolve counts as public."""
+def _check_by_name(feed: str, url: str) -> None:
+    """Refuse, before connecting, a hop to a host that is a non-global address by its very
+    name, or, through a proxy (where the connection judged would be the proxy's), any host
+    not surely public."""
     host = urlsplit(url).hostname or ""
-    try:
-        addresses = [ipaddress.ip_address(host)]
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError):
-            return False
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    return any(not address.is_global for address in addresses)
+    address = netguard.literal_address(host)
+    if address is not None:
+        allowed = netguard.is_global(address)
+    elif requests.utils.select_proxy(url, proxies_for(url)):
+        allowed = netguard.is_public_host(host)
+    else:
+        return
+    if not allowed:
+        raise FetchError(feed, _refused(host, address))
+
+
+def _refused(host: str, address: netguard.Address | None) -> str:
+    shown = one_line(host)
+    if address is not None and str(address) != host.strip("[]"):
+        shown += f" at {address}"
+    return f"redirect from a public address to a non-public one refused ({shown})"
 
 
 def _read(
@@ -216,6 +258,8 @@ def _read(
         try:
             chunk = raw.read1(CHUNK, decode_content=True)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if time.monotonic() >= deadline:
+                raise FetchError(feed, f"download took longer than {timeout:g}s") from exc
             raise FetchError(feed, describe(requests.ConnectionError(exc), timeout)) from exc
         if not chunk:
             break
@@ -236,7 +280,7 @@ def _release(response: requests.Response) -> None:
 
 
 def _status_message(response: requests.Response) -> str:
-    reason = response.reason or ""
+    reason = one_line(response.reason or "")
     message = f"HTTP {response.status_code} {reason}".strip()
     if response.status_code == 410:
         message += " (the feed is gone; remove it from the config)"

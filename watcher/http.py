@@ -1,4 +1,4 @@
-"""The shared HTTP session, and request errors described without their URL.
+"""The shared HTTP session, requests with one deadline, and errors described without URL.
 
 ``str()`` of a requests exception holds the full URL, and a notifier URL (a Slack webhook)
 is a secret, so errors are described from their type and cause only.
@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import functools
 import os
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+
+from watcher.netguard import GuardedAdapter, within
 
 MAX_RETRY_AFTER = 86400.0
 _CAUSES = (
@@ -42,7 +46,7 @@ def new_session(user_agent: str, pool_size: int = 16) -> requests.Session:
         os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     )
     session.headers["User-Agent"] = user_agent
-    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    adapter = GuardedAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.max_redirects = 5
@@ -60,12 +64,53 @@ def proxies_for(url: str) -> dict[str, str]:
     return _proxies(f"{parts.scheme}://{parts.netloc}")
 
 
-def describe(exc: requests.RequestException, timeout: float | None = None) -> str:
-    """A one-line cause of a request failure, never including the URL."""
-    if isinstance(exc, requests.Timeout):
+def bounded_request(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: float,
+    data: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> requests.Response:
+    """One request, its answer read in full, all within ``timeout`` seconds: connection,
+    TLS, sending, status line, headers and body, however slowly the other end drips them.
+    (requests' own ``timeout`` bounds each read of the socket, not their sum.) Redirects are
+    not followed. Raises what requests raises, ``requests.Timeout`` once the time is up.
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        with within(deadline):
+            return session.request(
+                method,
+                url,
+                data=data,
+                headers=dict(headers or {}),
+                timeout=timeout,
+                allow_redirects=False,
+                proxies=proxies_for(url),
+            )
+    except requests.RequestException as exc:
+        if time.monotonic() >= deadline and not isinstance(exc, requests.Timeout):
+            raise requests.Timeout(f"no complete answer within {timeout:g}s") from exc
+        raise
+
+
+def describe(exc: Exception, timeout: float | None = None) -> str:
+    """A one-line cause of a request failure (requests' or urllib3's), never including the
+    URL."""
+    if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError):
         return f"timed out after {timeout:g}s" if timeout else "timed out"
     if isinstance(exc, requests.TooManyRedirects):
         return "too many redirects"
+    if isinstance(
+        exc,
+        requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema
+        | urllib3.exceptions.LocationValueError,
+    ):
+        return "invalid URL"
     text = str(exc)
     for marker, cause in _CAUSES:
         if marker in text:
