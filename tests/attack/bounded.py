@@ -18,7 +18,8 @@ def run_bounded(code: str, *, seconds: float = 30.0, memory: int = 1 << 30) -> s
     fail the test if it runs longer than ``seconds`` or fails, e.g. for want of ``memory``
     bytes of address space."""
     limit = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({memory}, {memory}))\n"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    path = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(ROOT)])}
     try:
         done = subprocess.run(
             [sys.executable, "-c", limit + textwrap.dedent(code)],
