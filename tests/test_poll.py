@@ -9,6 +9,7 @@ from tests.conftest import rss
 from tests.servers import Route
 from watcher.errors import StateError
 from watcher.http import new_session
+from watcher.parse import parse_feed
 from watcher.poll import Poller
 from watcher.rules import Matcher
 from watcher.state import open_store
@@ -25,8 +26,9 @@ def item(key: str, title: str, age: timedelta = timedelta(0)) -> dict[str, str]:
 @pytest.fixture
 def poll(make_config, feed_server):
     """Poll the feed served at /feed.xml with a config built from the given feed options."""
+    reported: set[tuple[str, str]] = set()  # one daemon: what it reported, it remembers
 
-    def run(*, now: datetime = NOW, dry_run: bool = False, **feed_options):
+    def run(*, now: datetime = NOW, dry_run: bool = False, parse=parse_feed, **feed_options):
         config = make_config(
             feeds=[{"url": feed_server.url("/feed.xml"), "name": "world", **feed_options}],
             rules=[{"name": "talks", "query": "Istanbul", "notify": ["hook"]}],
@@ -35,7 +37,12 @@ def poll(make_config, feed_server):
         store = open_store(config.settings.database)
         try:
             poller = Poller(
-                store, new_session("t"), Matcher(config.compiled_rules()), config.settings
+                store,
+                new_session("t"),
+                Matcher(config.compiled_rules()),
+                config.settings,
+                parse=parse,
+                reported=reported,
             )
             return poller.poll(config.feeds[0], now, dry_run=dry_run), store.delivery_counts()
         finally:
@@ -125,3 +132,48 @@ def test_a_database_failure_fails_the_poll_and_loses_nothing(
     )
     outcome, deliveries = poll(backfill=True)
     assert outcome.deliveries == 1 and deliveries == {"pending": 1}  # found again, alerted once
+
+
+def test_an_unexpected_error_fails_the_poll_which_backs_off(poll, feed_server, caplog):
+    # Before, it escaped Poller.poll: `watcher once` stopped before delivering, the daemon
+    # logged a traceback every interval, and `watcher feeds` showed the feed as fine
+    feed_server.routes["/feed.xml"] = Route(rss(item("1", "Istanbul talks")))
+
+    def broken(*args):
+        raise RecursionError("maximum recursion depth exceeded \x1b[2J")
+
+    outcome, _ = poll(parse=broken)
+    message = "cannot be processed, a bug (RecursionError: maximum recursion depth exceeded [2J)"
+    assert (outcome.status, outcome.error, outcome.failures) == ("failed", message, 1)
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("poll failed")]
+    assert (
+        record.getMessage() == f"poll failed: feed world: {message} (1 in a row; next try in 5min)"
+    )
+    assert record.exc_info is not None  # a bug: its traceback, once
+    assert poll(parse=broken)[0].status == "waiting"  # backing off
+    caplog.clear()
+    assert poll(now=NOW + timedelta(minutes=6), parse=broken)[0].failures == 2
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("poll failed")]
+    assert record.exc_info is None and "(2 in a row; next try in 10min)" in record.getMessage()
+    assert poll(now=NOW + timedelta(minutes=17))[0].status == "new"  # fixed: recovers
+
+
+def test_a_lone_surrogate_in_a_json_feed_is_stored(poll, feed_server):
+    # SQLite refused it (UnicodeEncodeError), which escaped the poll
+    body = b'{"version": "https://jsonfeed.org/version/1.1", "items": [{"id": "1", '
+    body += b'"title": "Istanbul \\ud800 talks"}]}'
+    feed_server.routes["/feed.xml"] = Route(body, content_type="application/feed+json")
+    outcome, deliveries = poll(backfill=True)
+    assert outcome.status == "new" and deliveries == {"pending": 1}
+    assert outcome.new_items[0].entry.title == "Istanbul \ufffd talks"
+
+
+def test_a_move_to_a_url_with_control_characters_is_refused_unechoed(poll, feed_server, caplog):
+    target = feed_server.url("/new\x1b]0;PWNED\x07\x1b[2J.xml")
+    feed_server.routes["/feed.xml"] = Route(b"", status=301, location=target)
+    outcome = poll()[0]
+    assert (outcome.status, outcome.error) == (
+        "failed",
+        "redirect refused: its Location contains control characters",
+    )
+    assert "\x1b" not in caplog.text and "\x07" not in caplog.text

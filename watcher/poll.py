@@ -103,24 +103,42 @@ class Poller:
         if state.failures and state.next_poll is not None and now < state.next_poll:
             return PollOutcome(feed.name, "waiting", error=state.last_error)
         try:
-            result = self._fetch(feed, state)
-            body_hash = hashlib.sha256(result.body).hexdigest() if result.body else None
-            if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
-                if not dry_run:
-                    self.store.record_unchanged(
-                        feed.name,
-                        feed.url,
-                        now,
-                        etag=result.etag,
-                        last_modified=result.last_modified,
-                        moved_to=result.moved_to,
-                        next_poll=now + self._interval(feed),
-                    )
-                    _log_recovery(feed.name, state.failures)
-                return PollOutcome(feed.name, "not_modified")
-            parsed = self.parse(feed.name, result.body, result.headers, result.url)
+            return self._process(feed, state, now, dry_run=dry_run)
         except FetchError as exc:
             return self._failed(feed, exc, now, dry_run=dry_run, previous=state.failures)
+        except StateError:
+            raise
+        except Exception as exc:
+            # A bug, ours or a library's, that this feed's content sets off: the feed fails and
+            # backs off like any other (its traceback logged once), and the others go on.
+            problem = FetchError(feed.name, f"cannot be processed, a bug ({_describe(exc)})")
+            first = (feed.name, "bug") not in self.reported
+            self.reported.add((feed.name, "bug"))
+            trace = exc if first else None
+            return self._failed(
+                feed, problem, now, dry_run=dry_run, previous=state.failures, trace=trace
+            )
+
+    def _process(
+        self, feed: FeedConfig, state: FeedState, now: datetime, *, dry_run: bool
+    ) -> PollOutcome:
+        """Fetch, parse, match and store: the part of a poll that a feed's content drives."""
+        result = self._fetch(feed, state)
+        body_hash = hashlib.sha256(result.body).hexdigest() if result.body else None
+        if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
+            if not dry_run:
+                self.store.record_unchanged(
+                    feed.name,
+                    feed.url,
+                    now,
+                    etag=result.etag,
+                    last_modified=result.last_modified,
+                    moved_to=result.moved_to,
+                    next_poll=now + self._interval(feed),
+                )
+                _log_recovery(feed.name, state.failures)
+            return PollOutcome(feed.name, "not_modified")
+        parsed = self.parse(feed.name, result.body, result.headers, result.url)
         if parsed.problem:
             message = "feed %s: parsed with errors, items used: %s"
             self._report_once(feed.name, "parse", message, feed.name, parsed.problem)
@@ -197,7 +215,7 @@ class Poller:
                 "moved",
                 "feed %s moved permanently to %s: update its url in the config",
                 feed.name,
-                result.moved_to,
+                one_line(result.moved_to),
             )
         if result.downgraded:
             self._report_once(
@@ -205,14 +223,22 @@ class Poller:
                 "downgrade",
                 "feed %s: redirected from https to http (%s)",
                 feed.name,
-                result.url,
+                one_line(result.url),
             )
 
     def _failed(
-        self, feed: FeedConfig, exc: FetchError, now: datetime, *, dry_run: bool, previous: int
+        self,
+        feed: FeedConfig,
+        exc: FetchError,
+        now: datetime,
+        *,
+        dry_run: bool,
+        previous: int,
+        trace: BaseException | None = None,
     ) -> PollOutcome:
         """Record a failure: the feed backs off (its interval doubled per failure, at most a
-        day, longer if the server asked with Retry-After); a 410 disables it."""
+        day, longer if the server asked with Retry-After); a 410 disables it. ``trace``, an
+        exception that is a bug, is logged with its traceback."""
         failures = previous + 1
         gone = exc.status == 410
         delay = backoff(self._interval(feed), previous)
@@ -221,7 +247,7 @@ class Poller:
             delay = max(delay, timedelta(seconds=wait))
         if not dry_run:
             failures = self.store.record_failure(
-                feed.name, feed.url, exc.reason, now, retry_at=now + delay, gone=gone
+                feed.name, feed.url, one_line(exc.reason), now, retry_at=now + delay, gone=gone
             )
         if gone:
             log.error(
@@ -229,9 +255,19 @@ class Poller:
             )
         else:
             log.warning(
-                "poll failed: %s (%d in a row; next try in %s)", exc, failures, _human(delay)
+                "poll failed: %s (%d in a row; next try in %s)",
+                one_line(str(exc)),
+                failures,
+                _human(delay),
+                exc_info=trace,
             )
-        return PollOutcome(feed.name, "failed", error=exc.reason, failures=failures)
+        return PollOutcome(feed.name, "failed", error=one_line(exc.reason), failures=failures)
+
+
+def _describe(exc: BaseException) -> str:
+    """An unexpected exception in a few words: its type, and its message cut short."""
+    message = one_line(str(exc))[:200]
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
 def _human(delay: timedelta) -> str:

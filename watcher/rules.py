@@ -20,7 +20,7 @@ import ahocorasick_rs
 import re2
 
 from watcher.query import DEFAULT_FIELDS, REGEX_OPTIONS, And, Near, Node, Not, Or, Regex, Term
-from watcher.text import strip_html, words
+from watcher.text import MAX_FIELD, strip_html, words
 
 MAX_HITS = 50
 """Hits kept per match: enough to highlight, bounded for a text that repeats a word."""
@@ -74,10 +74,12 @@ class _Span:
 
 
 class Document:
-    """An entry's fields (HTML allowed) as plain text and normalised words."""
+    """An entry's fields (HTML allowed) as plain text and normalised words; of each field,
+    the first ``MAX_FIELD`` characters (parsing keeps no more of a new item, but an item
+    stored earlier may hold more)."""
 
     def __init__(self, fields: Mapping[str, str]) -> None:
-        self._plain = {name: strip_html(text) for name, text in fields.items() if text}
+        self._plain = {name: strip_html(text[:MAX_FIELD]) for name, text in fields.items() if text}
         self.tokens = {name: words(text) for name, text in self._plain.items()}
         self.found: dict[int, list[int]] = {}
         """Set by the matcher: where (offsets in ``joined``) each term key was found."""

@@ -40,6 +40,8 @@ def test_each_bad_feed_gets_one_clear_outcome(poll_all, feed_server, name):
     else:
         assert outcome.status == "new"
         assert [item.entry.title for item in outcome.new_items] == expected["titles"]
+        if "links" in expected:
+            assert [item.entry.link for item in outcome.new_items] == expected["links"]
 
 
 def test_the_good_feed_is_unaffected(poll_all):
