@@ -42,6 +42,7 @@ def test_sqlite_schema_is_migrated_and_recorded(db):
         "add_leases_and_canonical_links",
         "add_feed_health",
         "add_schedule",
+        "reindex_only_text_and_mark_full_polls",
     ]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
@@ -381,7 +382,7 @@ def test_processes_starting_together_migrate_once(postgres_url):
 
     with psycopg.connect(postgres_url) as connection:
         names = [row[0] for row in connection.execute("SELECT name FROM watcher_migrations")]
-    assert sorted(names) == ["add_schedule", "create_core_tables"]
+    assert sorted(names) == ["add_schedule", "create_core_tables", "mark_full_polls"]
     for store in stores:
         store.close()
 

@@ -212,7 +212,7 @@ class PollState(ABC):
         next_poll: datetime | None = None,
     ) -> None:
         """A successful poll that brought nothing new (a 304, or the same body again): the
-        items of the last full poll are still in the feed, so they are seen again now."""
+        items of the last full poll are still in the feed (retention keeps them)."""
 
     @abstractmethod
     def record_failure(

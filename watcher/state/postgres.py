@@ -116,6 +116,14 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "mark_full_polls",
+        """
+        ALTER TABLE feeds ADD COLUMN last_full_poll text;
+        UPDATE feeds SET last_full_poll =
+            (SELECT max(last_seen) FROM items WHERE items.feed = feeds.name);
+        """,
+    ),
 ]
 
 

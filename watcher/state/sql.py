@@ -282,11 +282,6 @@ class SQLStore(Store):
     ) -> None:
         with self._write() as tx:
             self._ensure_feed(tx, name, url, now)
-            tx.execute(
-                "UPDATE items SET last_seen = ? WHERE feed = ? AND last_seen ="
-                " (SELECT max(last_seen) FROM items WHERE feed = ?)",
-                [timestamp(now), name, name],
-            )
             _mark_success(tx, name, now, etag, last_modified, moved_to, next_poll=next_poll)
 
     def _ensure_feed(self, tx: Tx, name: str, url: str, now: datetime) -> None:
@@ -358,7 +353,10 @@ class SQLStore(Store):
                     f"UPDATE items SET last_seen = ? WHERE feed = ? AND key IN ({_marks(chunk)})",
                     [stamp, feed, *chunk],
                 )
-            tx.execute("UPDATE feeds SET baseline_done = 1 WHERE name = ?", [feed])
+            tx.execute(
+                "UPDATE feeds SET baseline_done = 1, last_full_poll = ? WHERE name = ?",
+                [stamp, feed],
+            )
             _mark_success(tx, feed, now, etag, last_modified, moved_to, body_hash, next_poll)
         return created
 
@@ -547,7 +545,9 @@ class SQLStore(Store):
                 for row in tx.execute(
                     "SELECT i.id FROM items i WHERE i.last_seen < ? AND NOT EXISTS ("
                     " SELECT 1 FROM matches m JOIN deliveries d ON d.match_id = m.id"
-                    " WHERE m.item_id = i.id AND d.status = 'pending')",
+                    " WHERE m.item_id = i.id AND d.status = 'pending') AND NOT EXISTS ("
+                    " SELECT 1 FROM feeds f WHERE f.name = i.feed"
+                    " AND f.last_full_poll = i.last_seen)",
                     [timestamp(before)],
                 ).fetchall()
             ]
