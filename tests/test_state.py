@@ -477,3 +477,25 @@ def test_next_due_is_the_earliest_time_a_claim_could_take_a_feed(store):
     assert store.next_due() == NOW + timedelta(seconds=1)  # b; a is leased until NOW + LEASE
     store.claim_feeds("p", NOW + timedelta(seconds=1), 1, LEASE)
     assert store.next_due() == NOW + LEASE
+
+
+def test_a_database_of_an_earlier_version_is_migrated_keeping_its_items(tmp_path):
+    from watcher.state import sqlite as backend
+
+    path = tmp_path / "old.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    earlier = backend.MIGRATIONS[:4]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backend, "MIGRATIONS", earlier)
+        backend.migrate(connection)
+    connection.execute(
+        "INSERT INTO items (feed, key, title, first_seen, last_seen) VALUES"
+        " ('f', 'a', 'Peskov speaks', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')"
+    )
+    connection.close()
+    store = open_store(path)
+    assert [item.entry.title for item in store.search("peskov")] == ["Peskov speaks"]
+    assert store.prune(NOW) == 1  # it is not in its feed's last full poll (there was none)
+    store.close()
+    names = [row[0] for row in sqlite3.connect(path).execute("SELECT name FROM _sqlite_migrations")]
+    assert sorted(names) == sorted(name for name, _ in backend.MIGRATIONS)

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlite_utils import Database, Migrations
-
 from watcher.errors import QueryError, StateError
 from watcher.state.base import StoredItem
 from watcher.state.sql import ITEM_COLUMNS_I, SQLStore, stored_item
@@ -29,143 +27,187 @@ PROBE_TIMEOUT = 1.0
 _DAMAGE = (sqlite3.Error, UnicodeDecodeError)
 """What reading a damaged file raises: SQLite's errors, and text whose bytes were hit."""
 
-migrations = Migrations("watcher")
+MIGRATION_SET = "watcher"
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "create_core_tables",
+        """
+        CREATE TABLE feeds (
+            name TEXT PRIMARY KEY,
+            url TEXT NOT NULL,
+            etag TEXT,
+            last_modified TEXT,
+            baseline_done INTEGER NOT NULL DEFAULT 0,
+            last_poll TEXT,
+            last_success TEXT,
+            last_error TEXT,
+            failures INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT
+        );
+        CREATE TABLE items (
+            id INTEGER PRIMARY KEY,
+            feed TEXT NOT NULL,
+            key TEXT NOT NULL,
+            title TEXT,
+            link TEXT,
+            summary TEXT,
+            content TEXT,
+            author TEXT,
+            tags TEXT,
+            published TEXT,
+            first_seen TEXT,
+            last_seen TEXT
+        );
+        CREATE UNIQUE INDEX idx_items_feed_key ON items (feed, key);
+        CREATE VIRTUAL TABLE items_fts USING FTS5 (title, summary, content, content="items");
+        CREATE TRIGGER items_ai AFTER INSERT ON items BEGIN
+            INSERT INTO items_fts (rowid, title, summary, content)
+            VALUES (new.rowid, new.title, new.summary, new.content);
+        END;
+        CREATE TRIGGER items_ad AFTER DELETE ON items BEGIN
+            INSERT INTO items_fts (items_fts, rowid, title, summary, content)
+            VALUES ('delete', old.rowid, old.title, old.summary, old.content);
+        END;
+        CREATE TRIGGER items_au AFTER UPDATE ON items BEGIN
+            INSERT INTO items_fts (items_fts, rowid, title, summary, content)
+            VALUES ('delete', old.rowid, old.title, old.summary, old.content);
+            INSERT INTO items_fts (rowid, title, summary, content)
+            VALUES (new.rowid, new.title, new.summary, new.content);
+        END;
+        CREATE TABLE matches (
+            id INTEGER PRIMARY KEY,
+            item_id INTEGER NOT NULL REFERENCES items (id),
+            rule TEXT NOT NULL,
+            terms TEXT,
+            detected_at TEXT
+        );
+        CREATE UNIQUE INDEX idx_matches_item_id_rule ON matches (item_id, rule);
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL,
+            match_id INTEGER NOT NULL REFERENCES matches (id),
+            notifier TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt TEXT,
+            last_error TEXT,
+            created_at TEXT,
+            sent_at TEXT
+        );
+        CREATE UNIQUE INDEX idx_deliveries_uid ON deliveries (uid);
+        CREATE INDEX idx_deliveries_status_next_attempt ON deliveries (status, next_attempt);
+        CREATE INDEX idx_deliveries_notifier_status_id ON deliveries (notifier, status, id);
+        """,
+    ),
+    (
+        "add_match_hits",
+        # Where each term matched (field and words), for highlighting and `watcher matches`.
+        "ALTER TABLE matches ADD COLUMN hits TEXT;",
+    ),
+    (
+        "add_leases_and_canonical_links",
+        # A delivery being sent is leased; items keep their canonical link, so a story
+        # reaching a rule through two feeds is alerted once and the match records the others.
+        """
+        ALTER TABLE deliveries ADD COLUMN lease_until TEXT;
+        ALTER TABLE items ADD COLUMN canonical TEXT;
+        CREATE INDEX idx_items_canonical ON items (canonical);
+        ALTER TABLE matches ADD COLUMN also_in TEXT;
+        """,
+    ),
+    (
+        "add_feed_health",
+        # When a failing feed may be polled again, whether it is gone (410), where it moved,
+        # and a hash of its last body (servers that ignore conditional GET resend the same).
+        """
+        ALTER TABLE feeds ADD COLUMN next_poll TEXT;
+        ALTER TABLE feeds ADD COLUMN gone INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE feeds ADD COLUMN moved_to TEXT;
+        ALTER TABLE feeds ADD COLUMN body_hash TEXT;
+        """,
+    ),
+    (
+        "add_schedule",
+        # The schedule lives in the database: every feed's next poll, whether it is still
+        # configured, and the process polling it under a lease; processes register
+        # themselves; one process at a time sends a notifier's deliveries.
+        """
+        ALTER TABLE feeds ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+        ALTER TABLE feeds ADD COLUMN lease_owner TEXT;
+        ALTER TABLE feeds ADD COLUMN lease_until TEXT;
+        CREATE INDEX idx_feeds_active_next_poll ON feeds (active, next_poll);
+        CREATE TABLE processes (
+            id TEXT PRIMARY KEY, host TEXT, pid INTEGER, started_at TEXT, last_seen TEXT
+        );
+        CREATE TABLE notifier_leases (notifier TEXT PRIMARY KEY, owner TEXT, lease_until TEXT);
+        """,
+    ),
+    (
+        "reindex_only_text_and_mark_full_polls",
+        # The full-text index is updated only when an item's text changes (its trigger fired
+        # on every update, so marking the items still in a feed re-indexed them all), and a
+        # feed records its last full poll: the items it listed are still in the feed, so a
+        # 304 need not touch them.
+        """
+        DROP TRIGGER IF EXISTS items_au;
+        CREATE TRIGGER items_au AFTER UPDATE OF title, summary, content ON items BEGIN
+            INSERT INTO items_fts (items_fts, rowid, title, summary, content)
+            VALUES ('delete', old.rowid, old.title, old.summary, old.content);
+            INSERT INTO items_fts (rowid, title, summary, content)
+            VALUES (new.rowid, new.title, new.summary, new.content);
+        END;
+        ALTER TABLE feeds ADD COLUMN last_full_poll TEXT;
+        UPDATE feeds SET last_full_poll =
+            (SELECT max(last_seen) FROM items WHERE items.feed = feeds.name);
+        """,
+    ),
+]
+"""Ordered and named; each runs in its own transaction, recorded in ``_sqlite_migrations``
+(the table sqlite-utils kept them in, so databases made before keep their record)."""
 
 
-@migrations()
-def create_core_tables(db: Database) -> None:
-    db.table("feeds").create(
-        {
-            "name": str,
-            "url": str,
-            "etag": str,
-            "last_modified": str,
-            "baseline_done": int,
-            "last_poll": str,
-            "last_success": str,
-            "last_error": str,
-            "failures": int,
-            "created_at": str,
-        },
-        pk="name",
-        not_null={"url", "baseline_done", "failures"},
-        defaults={"baseline_done": 0, "failures": 0},
+def migrate(connection: sqlite3.Connection) -> None:
+    """Apply the migrations not yet applied. Each takes the write lock first and looks
+    again, so two processes opening a new database together migrate it once."""
+    connection.execute(
+        "CREATE TABLE IF NOT EXISTS _sqlite_migrations"
+        " (id INTEGER PRIMARY KEY, migration_set TEXT, name TEXT, applied_at TEXT)"
     )
-    db.table("items").create(
-        {
-            "id": int,
-            "feed": str,
-            "key": str,
-            "title": str,
-            "link": str,
-            "summary": str,
-            "content": str,
-            "author": str,
-            "tags": str,
-            "published": str,
-            "first_seen": str,
-            "last_seen": str,
-        },
-        pk="id",
-        not_null={"feed", "key"},
+    connection.execute(
+        "CREATE UNIQUE INDEX IF NOT EXISTS idx__sqlite_migrations_migration_set_name"
+        " ON _sqlite_migrations (migration_set, name)"
     )
-    db.table("items").create_index(["feed", "key"], unique=True)
-    db.table("items").enable_fts(["title", "summary", "content"], create_triggers=True)
-    db.table("matches").create(
-        {"id": int, "item_id": int, "rule": str, "terms": str, "detected_at": str},
-        pk="id",
-        foreign_keys=[("item_id", "items", "id")],
-        not_null={"item_id", "rule"},
-    )
-    db.table("matches").create_index(["item_id", "rule"], unique=True)
-    db.table("deliveries").create(
-        {
-            "id": int,
-            "uid": str,
-            "match_id": int,
-            "notifier": str,
-            "status": str,
-            "attempts": int,
-            "next_attempt": str,
-            "last_error": str,
-            "created_at": str,
-            "sent_at": str,
-        },
-        pk="id",
-        foreign_keys=[("match_id", "matches", "id")],
-        not_null={"uid", "match_id", "notifier", "status", "attempts"},
-        defaults={"status": "pending", "attempts": 0},
-    )
-    db.table("deliveries").create_index(["uid"], unique=True)
-    db.table("deliveries").create_index(["status", "next_attempt"])
-    db.table("deliveries").create_index(["notifier", "status", "id"])
+    for name, script in MIGRATIONS:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            done = connection.execute(
+                "SELECT 1 FROM _sqlite_migrations WHERE migration_set = ? AND name = ?",
+                [MIGRATION_SET, name],
+            ).fetchone()
+            if not done:
+                for statement in _statements(script):
+                    connection.execute(statement)
+                connection.execute(
+                    "INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
+                    " VALUES (?, ?, strftime('%Y-%m-%d %H:%M:%f+00:00', 'now'))",
+                    [MIGRATION_SET, name],
+                )
+        except BaseException:
+            _roll_back(connection)
+            raise
+        connection.execute("COMMIT")
 
 
-@migrations()
-def add_match_hits(db: Database) -> None:
-    """Where each term matched (field and words), for highlighting and ``watcher matches``."""
-    db.table("matches").add_column("hits", str)
-
-
-@migrations()
-def add_leases_and_canonical_links(db: Database) -> None:
-    """A delivery being sent is leased, so no two passes send it at once and a pass that
-    died mid-send gives it back when the lease ends. Items keep their canonical link, so a
-    story reaching a rule through two feeds is alerted once; the match records the others."""
-    db.table("deliveries").add_column("lease_until", str)
-    db.table("items").add_column("canonical", str)
-    db.table("items").create_index(["canonical"])
-    db.table("matches").add_column("also_in", str)
-
-
-@migrations()
-def add_feed_health(db: Database) -> None:
-    """When a failing feed may be polled again, whether it is gone (410), where it moved, and
-    a hash of its last body (servers that ignore conditional GET resend the same bytes)."""
-    feeds = db.table("feeds")
-    feeds.add_column("next_poll", str)
-    feeds.add_column("gone", int, not_null_default=0)
-    feeds.add_column("moved_to", str)
-    feeds.add_column("body_hash", str)
-
-
-@migrations()
-def add_schedule(db: Database) -> None:
-    """The schedule lives in the database: every feed's next poll (not only a failing
-    one's), whether it is still configured, and the process polling it under a lease;
-    processes register themselves; one process at a time sends a notifier's deliveries."""
-    feeds = db.table("feeds")
-    feeds.add_column("active", int, not_null_default=1)
-    feeds.add_column("lease_owner", str)
-    feeds.add_column("lease_until", str)
-    feeds.create_index(["active", "next_poll"])
-    db.table("processes").create(
-        {"id": str, "host": str, "pid": int, "started_at": str, "last_seen": str}, pk="id"
-    )
-    db.table("notifier_leases").create(
-        {"notifier": str, "owner": str, "lease_until": str}, pk="notifier"
-    )
-
-
-@migrations()
-def reindex_only_text_and_mark_full_polls(db: Database) -> None:
-    """The full-text index is kept up to date only when an item's text changes (its trigger
-    fired on every update, so marking the items still in a feed re-indexed them all), and
-    a feed records its last full poll: the items that poll listed are still in the feed, so
-    a 304 need not touch them."""
-    db.execute("DROP TRIGGER IF EXISTS items_au")
-    db.execute(
-        "CREATE TRIGGER items_au AFTER UPDATE OF title, summary, content ON items BEGIN"
-        " INSERT INTO items_fts (items_fts, rowid, title, summary, content)"
-        " VALUES ('delete', old.rowid, old.title, old.summary, old.content);"
-        " INSERT INTO items_fts (rowid, title, summary, content)"
-        " VALUES (new.rowid, new.title, new.summary, new.content); END"
-    )
-    db.table("feeds").add_column("last_full_poll", str)
-    db.execute(
-        "UPDATE feeds SET last_full_poll ="
-        " (SELECT max(last_seen) FROM items WHERE items.feed = feeds.name)"
-    )
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script, split where SQLite says one is complete (a trigger's
+    body holds semicolons of its own)."""
+    statement = ""
+    for part in script.split(";"):
+        statement += part + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                yield statement.strip()
+            statement = ""
 
 
 class _Tx:
@@ -203,9 +245,8 @@ class SQLiteStore(SQLStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             sqlite3.connect(self.path).close()
             connection = self._connection()
-            db = Database(connection, execute_plugins=False)
-            db.enable_wal()
-            migrations.apply(db)
+            connection.execute("PRAGMA journal_mode = WAL")
+            migrate(connection)
             self._identity = _identity(self.path)
         except OSError as exc:
             raise StateError(f"cannot open the database {self.path}: {exc}") from exc
