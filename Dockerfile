@@ -6,7 +6,7 @@ WORKDIR /app
 
 COPY pyproject.toml README.md ./
 COPY watcher ./watcher
-RUN pip install '.[apprise]' \
+RUN pip install '.[apprise,postgres]' \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin watcher \
     && mkdir -p /app/state \
     && chown watcher /app/state
