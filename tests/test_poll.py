@@ -10,7 +10,7 @@ from tests.servers import Route
 from watcher.errors import StateError
 from watcher.http import new_session
 from watcher.parse import parse_feed
-from watcher.poll import Poller
+from watcher.poll import Poller, Rules
 from watcher.rules import Matcher
 from watcher.state import open_store
 from watcher.state.sqlite import SQLiteStore
@@ -36,11 +36,11 @@ def poll(make_config, feed_server):
         )
         store = open_store(config.settings.database)
         try:
+            rules = Rules(Matcher(config.compiled_rules()), config.settings)
             poller = Poller(
                 store,
                 new_session("t"),
-                Matcher(config.compiled_rules()),
-                config.settings,
+                lambda: rules,
                 parse=parse,
                 reported=reported,
             )
@@ -177,3 +177,37 @@ def test_a_move_to_a_url_with_control_characters_is_refused_unechoed(poll, feed_
         "redirect refused: its Location contains control characters",
     )
     assert "\x1b" not in caplog.text and "\x07" not in caplog.text
+
+
+def test_a_poll_reads_the_rules_once_so_a_reload_cannot_mix_them(
+    make_config, feed_server, tmp_path
+):
+    """A reload swaps the rules between two entries of one poll: the whole poll still runs
+    with the rules it started with."""
+    feed_server.routes["/feed.xml"] = Route(
+        rss(item("1", "Istanbul talks"), item("2", "Peskov said"), item("3", "Istanbul again"))
+    )
+    config = make_config(
+        feeds=[{"url": feed_server.url("/feed.xml"), "name": "world", "backfill": True}],
+        rules=[{"name": "talks", "query": "Istanbul"}],
+    )
+    reloaded = make_config(
+        feeds=[{"url": feed_server.url("/feed.xml"), "name": "world", "backfill": True}],
+        rules=[{"name": "peskov", "query": "Peskov"}],
+    )
+    old = Rules(Matcher(config.compiled_rules()), config.settings)
+    new = Rules(Matcher(reloaded.compiled_rules()), reloaded.settings)
+    handed: list[Rules] = []
+
+    def current() -> Rules:  # each look after the first sees the reloaded config
+        handed.append(old if not handed else new)
+        return handed[-1]
+
+    store = open_store(tmp_path / "one-swap.db")
+    try:
+        outcome = Poller(store, new_session("t"), current).poll(config.feeds[0], NOW)
+    finally:
+        store.close()
+    matched = {item.entry.title: [m.rule for m in item.matches] for item in outcome.new_items}
+    assert matched == {"Istanbul talks": ["talks"], "Peskov said": [], "Istanbul again": ["talks"]}
+    assert len(handed) == 1

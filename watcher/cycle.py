@@ -16,7 +16,7 @@ from watcher.deliver import DeliveryReport, RateLimiter, Senders, deliver_due
 from watcher.http import new_session
 from watcher.notify import Notifier, build_notifiers
 from watcher.parse import ParserPool, parse_feed
-from watcher.poll import Poller, PollOutcome
+from watcher.poll import Poller, PollOutcome, Rules
 from watcher.rules import Matcher
 from watcher.state import DatabaseLock, open_store
 
@@ -30,55 +30,71 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Runtime:
+    """What one config makes of polling and delivering: the feeds, the rules and the
+    notifiers. A reload builds a new one and swaps it in with one assignment, so every poll
+    and every drain runs with the old config or the new one, never a mix."""
+
+    config: Config
+    feeds: Mapping[str, FeedConfig]
+    rules: Rules
+    senders: Senders
+
+
 class Pipeline:
     """Everything a poll or a delivery pass needs, built once from a config."""
 
     def __init__(self, config: Config) -> None:
-        self.config = config
-        self.feeds_by_name = {feed.name: feed for feed in config.feeds}
         settings = config.settings
         self.store = open_store(settings.database)
         self.session = new_session(settings.user_agent, pool_size=settings.concurrency)
         self.parsers = ParserPool() if len(config.feeds) >= PARSER_POOL_FROM else None
+        self.runtime = self._runtime(config, Senders({}, {}, settings.retry))
         self.poller = Poller(
             self.store,
             self.session,
-            Matcher(config.compiled_rules()),
-            settings,
+            lambda: self.runtime.rules,
             parse=self.parsers.parse if self.parsers else parse_feed,
         )
-        self.senders = Senders({}, {}, settings.retry)
-        self._take_notifiers(config)
         self.stopping = threading.Event()
         # The config and the compiled rules live as long as the process and hold no cycles
         # to collect: keep the collector from walking them at every collection.
         gc.freeze()
 
     def apply(self, config: Config) -> None:
-        """Take a reloaded config's rules, notifiers and settings; each is one assignment,
-        so a poll or a delivery pass sees the old set or the new one, never a mix."""
-        self.config = config
-        self.feeds_by_name = {feed.name: feed for feed in config.feeds}
-        self.poller.matcher = Matcher(config.compiled_rules())
-        self.poller.settings = config.settings
-        self._take_notifiers(config)
+        """Run with a reloaded config from the next poll and the next drain on."""
+        self.runtime = self._runtime(config, self.runtime.senders)
 
-    def _take_notifiers(self, config: Config) -> None:
+    def _runtime(self, config: Config, senders: Senders) -> Runtime:
         notifiers = build_notifiers(config, self.session)
         limiters = {
-            name: _limiter(self.senders.limiters.get(name), notifier.rate)
+            name: _limiter(senders.limiters.get(name), notifier.rate)
             for name, notifier in notifiers.items()
             if notifier.rate is not None
         }
-        self.senders = Senders(notifiers, limiters, config.settings.retry)
+        return Runtime(
+            config,
+            {feed.name: feed for feed in config.feeds},
+            Rules(Matcher(config.compiled_rules()), config.settings),
+            Senders(notifiers, limiters, config.settings.retry),
+        )
+
+    @property
+    def config(self) -> Config:
+        return self.runtime.config
+
+    @property
+    def senders(self) -> Senders:
+        return self.runtime.senders
 
     def feed(self, name: str) -> FeedConfig | None:
         """The configured feed of that name, in the config now running."""
-        return self.feeds_by_name.get(name)
+        return self.runtime.feeds.get(name)
 
     @property
     def notifiers(self) -> Mapping[str, Notifier]:
-        return self.senders.notifiers
+        return self.runtime.senders.notifiers
 
     def deliver(self) -> DeliveryReport:
         """One delivery pass, waiting for every notifier (``watcher once``)."""

@@ -110,7 +110,6 @@ class Daemon:
     a signal."""
 
     def __init__(self, config: Config) -> None:
-        self.config = config
         self.lock = DatabaseLock(config.settings.database)
         self.lock.acquire()
         self.pipeline = Pipeline(config)
@@ -171,6 +170,11 @@ class Daemon:
                     f"cannot listen on {listen}: {exc.strerror} (change settings.listen, "
                     "or set it to null)"
                 ) from exc
+
+    @property
+    def config(self) -> Config:
+        """The config running now (the pipeline's snapshot)."""
+        return self.pipeline.config
 
     def start(self) -> None:
         start = now()
@@ -316,7 +320,6 @@ class Daemon:
                 log.warning("config reload: %s changed; restart watcher to apply it", problem)
             old = {feed.name for feed in self.config.feeds}
             new = {feed.name for feed in config.feeds}
-            self.config = config
             self._applied = fingerprint(config)
             self.pipeline.apply(config)
             try:

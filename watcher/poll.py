@@ -59,14 +59,23 @@ def backoff(interval: timedelta, failures: int) -> timedelta:
     return min(interval * 2 ** min(failures, 20), MAX_BACKOFF)
 
 
+@dataclass(frozen=True)
+class Rules:
+    """The rules and settings a poll runs with. A poll reads them once, so a reload during
+    the poll cannot have two of its entries matched by different rules."""
+
+    matcher: Matcher
+    settings: Settings
+
+
 @dataclass
 class Poller:
     """What a poll needs, shared by every feed's job."""
 
     store: Store
     session: requests.Session
-    matcher: Matcher
-    settings: Settings
+    rules: Callable[[], Rules]
+    """The rules of the config running now (a reload swaps them whole)."""
     parse: Callable[[str, bytes, Mapping[str, str], str], ParsedFeed] = parse_feed
     """How bodies are parsed: in the polling thread, or in a ``ParserPool``."""
     reported: set[tuple[str, str]] = field(default_factory=set)
@@ -91,21 +100,21 @@ class Poller:
         next poll finds them again and no alert is lost.
         """
         try:
-            return self._poll(feed, now, dry_run=dry_run)
+            return self._poll(feed, now, self.rules(), dry_run=dry_run)
         except StateError as exc:
             log.error("poll failed: feed %s: cannot record it in the database: %s", feed.name, exc)
             return PollOutcome(feed.name, "failed", error=f"database error: {exc}")
 
-    def _poll(self, feed: FeedConfig, now: datetime, *, dry_run: bool) -> PollOutcome:
+    def _poll(self, feed: FeedConfig, now: datetime, rules: Rules, *, dry_run: bool) -> PollOutcome:
         state = self.store.feed_state(feed.name, feed.url)
         if state.gone:
             return PollOutcome(feed.name, "gone", error=state.last_error)
         if state.failures and state.next_poll is not None and now < state.next_poll:
             return PollOutcome(feed.name, "waiting", error=state.last_error)
         try:
-            return self._process(feed, state, now, dry_run=dry_run)
+            return self._process(feed, state, now, rules, dry_run=dry_run)
         except FetchError as exc:
-            return self._failed(feed, exc, now, dry_run=dry_run, previous=state.failures)
+            return self._failed(feed, exc, now, rules, dry_run=dry_run, previous=state.failures)
         except StateError:
             raise
         except Exception as exc:
@@ -116,14 +125,14 @@ class Poller:
             self.reported.add((feed.name, "bug"))
             trace = exc if first else None
             return self._failed(
-                feed, problem, now, dry_run=dry_run, previous=state.failures, trace=trace
+                feed, problem, now, rules, dry_run=dry_run, previous=state.failures, trace=trace
             )
 
     def _process(
-        self, feed: FeedConfig, state: FeedState, now: datetime, *, dry_run: bool
+        self, feed: FeedConfig, state: FeedState, now: datetime, rules: Rules, *, dry_run: bool
     ) -> PollOutcome:
         """Fetch, parse, match and store: the part of a poll that a feed's content drives."""
-        result = self._fetch(feed, state)
+        result = self._fetch(feed, state, rules.settings)
         body_hash = hashlib.sha256(result.body).hexdigest() if result.body else None
         if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
             if not dry_run:
@@ -134,7 +143,7 @@ class Poller:
                     etag=result.etag,
                     last_modified=result.last_modified,
                     moved_to=result.moved_to,
-                    next_poll=now + self._interval(feed),
+                    next_poll=now + _interval(feed, rules.settings),
                 )
                 _log_recovery(feed.name, state.failures)
             return PollOutcome(feed.name, "not_modified")
@@ -143,7 +152,7 @@ class Poller:
             message = "feed %s: parsed with errors, items used: %s"
             self._report_once(feed.name, "parse", message, feed.name, parsed.problem)
         keys = [entry.key for entry in parsed.entries]
-        new_items = self._new_items(feed, state, parsed, keys, now)
+        new_items = self._new_items(feed, state, parsed, keys, now, rules)
         baseline = not state.baseline_done and not feed.backfill
         outcome = PollOutcome(feed.name, "new", new_items, baseline=baseline, new=len(new_items))
         if dry_run:
@@ -158,16 +167,13 @@ class Poller:
             now=now,
             moved_to=result.moved_to,
             body_hash=body_hash,
-            next_poll=now + self._interval(feed),
+            next_poll=now + _interval(feed, rules.settings),
         )
         _log_recovery(feed.name, state.failures)
         _log_outcome(outcome, deliveries)
         return replace(outcome, deliveries=deliveries)
 
-    def _interval(self, feed: FeedConfig) -> timedelta:
-        return self.settings.interval if feed.interval is None else feed.interval
-
-    def _fetch(self, feed: FeedConfig, state: FeedState) -> FetchResult:
+    def _fetch(self, feed: FeedConfig, state: FeedState, settings: Settings) -> FetchResult:
         with self._host_slot(feed.url):
             result = fetch(
                 self.session,
@@ -176,8 +182,8 @@ class Poller:
                 origin=feed.url,
                 etag=state.etag,
                 last_modified=state.last_modified,
-                timeout=self.settings.timeout.total_seconds(),
-                max_size=self.settings.max_feed_size,
+                timeout=settings.timeout.total_seconds(),
+                max_size=settings.max_feed_size,
                 headers=feed.headers,
             )
         self._report_moves(feed, result)
@@ -190,23 +196,23 @@ class Poller:
         parsed: ParsedFeed,
         keys: list[str],
         now: datetime,
+        rules: Rules,
     ) -> tuple[NewItem, ...]:
         """The entries not seen before, matched unless they are the baseline of a first poll
         or older than ``max_item_age``."""
         unseen = self.store.unseen(feed.name, keys)
         baseline = not state.baseline_done and not feed.backfill
-        cutoff = now - self.settings.max_item_age
+        cutoff = now - rules.settings.max_item_age
         return tuple(
             NewItem(
                 entry,
-                () if baseline or _too_old(entry.published, cutoff) else self._match(entry, feed),
+                ()
+                if baseline or _too_old(entry.published, cutoff)
+                else _match(rules.matcher, entry, feed),
             )
             for entry in parsed.entries
             if entry.key in unseen
         )
-
-    def _match(self, entry: Entry, feed: FeedConfig) -> tuple[Match, ...]:
-        return tuple(self.matcher.match(entry.searchable(), feed.name, feed.tags))
 
     def _report_moves(self, feed: FeedConfig, result: FetchResult) -> None:
         if result.moved_to:
@@ -231,6 +237,7 @@ class Poller:
         feed: FeedConfig,
         exc: FetchError,
         now: datetime,
+        rules: Rules,
         *,
         dry_run: bool,
         previous: int,
@@ -241,7 +248,7 @@ class Poller:
         exception that is a bug, is logged with its traceback."""
         failures = previous + 1
         gone = exc.status == 410
-        delay = backoff(self._interval(feed), previous)
+        delay = backoff(_interval(feed, rules.settings), previous)
         wait = getattr(exc, "retry_after", None)
         if wait:
             delay = max(delay, timedelta(seconds=wait))
@@ -268,6 +275,14 @@ def _describe(exc: BaseException) -> str:
     """An unexpected exception in a few words: its type, and its message cut short."""
     message = one_line(str(exc))[:200]
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def _match(matcher: Matcher, entry: Entry, feed: FeedConfig) -> tuple[Match, ...]:
+    return tuple(matcher.match(entry.searchable(), feed.name, feed.tags))
+
+
+def _interval(feed: FeedConfig, settings: Settings) -> timedelta:
+    return settings.interval if feed.interval is None else feed.interval
 
 
 def _human(delay: timedelta) -> str:

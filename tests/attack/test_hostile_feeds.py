@@ -19,7 +19,7 @@ from tests.servers import Route, free_port
 from watcher.cycle import run_once
 from watcher.http import new_session
 from watcher.parse import ParserPool
-from watcher.poll import Poller
+from watcher.poll import Poller, Rules
 from watcher.rules import Matcher
 from watcher.state import open_store
 
@@ -183,9 +183,8 @@ def test_a_dead_parser_worker_is_replaced_and_a_stuck_parse_fails_its_poll(
     )
     store = open_store(config.settings.database)
     pool = ParserPool(1)
-    poller = Poller(
-        store, new_session("t"), Matcher(config.compiled_rules()), config.settings, parse=pool.parse
-    )
+    rules = Rules(Matcher(config.compiled_rules()), config.settings)
+    poller = Poller(store, new_session("t"), lambda: rules, parse=pool.parse)
     feed = config.feeds[0]
     now = datetime.now(UTC)
     try:
