@@ -15,15 +15,12 @@ from watcher.config import Config, FeedConfig, Rate
 from watcher.deliver import DeliveryReport, RateLimiter, Senders, deliver_due
 from watcher.http import new_session
 from watcher.notify import Notifier, build_notifiers
-from watcher.parse import ParserPool, parse_feed
+from watcher.parse import ParserPool
 from watcher.poll import Poller, PollOutcome, Rules
 from watcher.rules import Matcher
 from watcher.state import DatabaseLock, open_store
 
 log = logging.getLogger(__name__)
-
-PARSER_POOL_FROM = 20
-"""Feeds from which parsing goes to worker processes (below, they would only cost start-up)."""
 
 
 def now() -> datetime:
@@ -49,13 +46,15 @@ class Pipeline:
         settings = config.settings
         self.store = open_store(settings.database)
         self.session = new_session(settings.user_agent, pool_size=settings.concurrency)
-        self.parsers = ParserPool() if len(config.feeds) >= PARSER_POOL_FROM else None
+        self.parsers = ParserPool()
+        """Large bodies are parsed in worker processes, under a deadline; the workers start
+        at the first large body, so a cycle of 304s or of small feeds starts none."""
         self.runtime = self._runtime(config, Senders({}, {}, settings.retry))
         self.poller = Poller(
             self.store,
             self.session,
             lambda: self.runtime.rules,
-            parse=self.parsers.parse if self.parsers else parse_feed,
+            parse=self.parsers.parse,
         )
         self.stopping = threading.Event()
         # The config and the compiled rules live as long as the process and hold no cycles
@@ -109,8 +108,7 @@ class Pipeline:
         )
 
     def close(self) -> None:
-        if self.parsers is not None:
-            self.parsers.close()
+        self.parsers.close()
         self.session.close()
         self.store.close()
 

@@ -131,7 +131,8 @@ class Daemon:
             timezone=UTC,
         )
         self.stopping = self.pipeline.stopping
-        self.metrics = Metrics(self.pipeline.store)
+        parsers = self.pipeline.parsers
+        self.metrics = Metrics(self.pipeline.store, lambda: parsers.restarts)
         self.outbox = Outbox(
             self.pipeline.store,
             lambda: self.pipeline.senders,

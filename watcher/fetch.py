@@ -121,11 +121,12 @@ def fetch(
     ``timeout`` bounds the whole fetch: connections, headers and body, redirects included,
     so a server that drips bytes cannot hold a worker for long.
     """
-    request_headers = {"Accept": ACCEPT, **(headers or {})}
+    plain_headers = {"Accept": ACCEPT}
     if etag:
-        request_headers["If-None-Match"] = etag
+        plain_headers["If-None-Match"] = etag
     if last_modified:
-        request_headers["If-Modified-Since"] = last_modified
+        plain_headers["If-Modified-Since"] = last_modified
+    own_headers = {**plain_headers, **(headers or {})}
     deadline = time.monotonic() + timeout
     hops = _Hops(origin or url, url, [url])
     try:
@@ -136,9 +137,12 @@ def fetch(
             left = deadline - time.monotonic()
             if left <= 0:
                 raise FetchError(feed, f"timed out after {timeout:g}s")
+            # the feed's own headers (an Authorization) go to its own site only, never to
+            # another host a redirect names, as browsers and requests do
+            hop_headers = own_headers if _same_site(hops.origin, hops.current) else plain_headers
             with (
                 netguard.within(deadline, public_only=public_only),
-                _get(session, hops.current, request_headers, left) as response,
+                _get(session, hops.current, hop_headers, left) as response,
             ):
                 if response.status_code not in REDIRECTS:
                     body = _body(response, feed, deadline, timeout, max_size)
@@ -161,6 +165,22 @@ def fetch(
             raise FetchError(feed, f"timed out after {timeout:g}s") from exc
         raise FetchError(feed, describe(exc, timeout)) from exc
     raise FetchError(feed, f"more than {MAX_REDIRECTS} redirects")
+
+
+def _same_site(start: str, target: str) -> bool:
+    """Whether a redirect stays on the site it started from: the same host and port, or
+    the same host moving from http to https on the default ports."""
+    try:
+        a, b = urlsplit(start), urlsplit(target)
+        ports = (a.port, b.port)
+    except ValueError:  # not a URL that can be requested: the request says so
+        return False
+    if (a.hostname or "").lower() != (b.hostname or "").lower():
+        return False
+    if a.scheme == b.scheme:
+        return ports[0] == ports[1]
+    upgrade = a.scheme == "http" and b.scheme == "https"
+    return upgrade and ports[0] in (None, 80) and ports[1] in (None, 443)
 
 
 def _get(

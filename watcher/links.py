@@ -14,11 +14,14 @@ def safe_link(link: str) -> str:
     """The link if it is http(s), else empty: ``javascript:`` or ``data:`` is never clickable.
 
     Control characters and spaces are percent-encoded: a link is printed to terminals and
-    logs, where an escape sequence would take over the screen."""
+    logs, where an escape sequence would take over the screen. A user name and password in
+    it are left out: they are never meant to be shown."""
     link = link.strip()
     parts = urlsplit(link)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return ""
+    if "@" in parts.netloc:
+        link = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
     return _UNSAFE.sub(lambda found: quote(found[0]), link)
 
 

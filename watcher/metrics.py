@@ -7,10 +7,10 @@ process changed them (``watcher retry`` included).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, ProcessCollector, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from watcher.deliver import DeliveryReport
@@ -20,7 +20,7 @@ from watcher.state import Store
 
 
 class Metrics:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, parser_restarts: Callable[[], int] = lambda: 0) -> None:
         self.registry = CollectorRegistry()
         self.polls = Counter("watcher_polls", "Polls by result", ["result"], registry=self.registry)
         self.new_items = Counter(
@@ -43,6 +43,7 @@ class Metrics:
         )
         ProcessCollector(registry=self.registry)
         self.registry.register(_StateCollector(store))
+        self.registry.register(_ParserCollector(parser_restarts))
 
     def observe_poll(self, outcome: PollOutcome) -> None:
         self.polls.labels(outcome.status).inc()
@@ -57,6 +58,21 @@ class Metrics:
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ParserCollector(Collector):
+    """How often the parser workers had to be replaced (one died, or a parse ran past its
+    deadline): the pool heals itself, but a rising count is worth a look."""
+
+    def __init__(self, restarts: Callable[[], int]) -> None:
+        self.restarts = restarts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        counter = CounterMetricFamily(
+            "watcher_parser_restarts", "Parser worker pools replaced (a worker died or hung)"
+        )
+        counter.add_metric([], self.restarts())
+        yield counter
 
 
 class _StateCollector(Collector):

@@ -15,6 +15,7 @@ import requests
 from watcher.config import FeedConfig, Settings
 from watcher.errors import FetchError, StateError
 from watcher.fetch import FetchResult, fetch
+from watcher.links import safe_link
 from watcher.models import Entry
 from watcher.parse import ParsedFeed, parse_feed
 from watcher.rules import Match, Matcher
@@ -221,7 +222,7 @@ class Poller:
                 "moved",
                 "feed %s moved permanently to %s: update its url in the config",
                 feed.name,
-                one_line(result.moved_to),
+                safe_link(result.moved_to),
             )
         if result.downgraded:
             self._report_once(
@@ -229,7 +230,7 @@ class Poller:
                 "downgrade",
                 "feed %s: redirected from https to http (%s)",
                 feed.name,
-                one_line(result.url),
+                safe_link(result.url),
             )
 
     def _failed(

@@ -343,3 +343,28 @@ def test_a_status_reason_with_control_characters_is_not_echoed(session):
     with serve(Handler, "127.0.0.1") as base, pytest.raises(FetchError) as caught:
         fetch(session, "f", f"{base}/feed.xml")
     assert caught.value.reason == "HTTP 500 [2J [31mServer error"
+
+
+def test_a_feeds_own_headers_never_follow_a_redirect_to_another_site(feed_server):
+    """A feed configured with an Authorization header, redirected to another host (here
+    another port): the token reaches only the configured site."""
+    from watcher.demo import serve_on_loopback
+
+    elsewhere = FeedServer()
+    with serve_on_loopback(elsewhere.handler()) as base:
+        elsewhere.base = base
+        elsewhere.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "t"}))
+        feed_server.routes["/feed.xml"] = Route(b"", status=302, location=base + "/feed.xml")
+        feed_server.routes["/same.xml"] = Route(b"", status=302, location="/moved.xml")
+        feed_server.routes["/moved.xml"] = Route(rss({"guid": "1", "title": "t"}))
+        session = new_session("t")
+        token = {"Authorization": "Bearer s3cret-token"}
+        fetch(session, "f", feed_server.url("/feed.xml"), headers=token, timeout=5)
+        fetch(session, "f", feed_server.url("/same.xml"), headers=token, timeout=5)
+    sent = {r.path: r.headers.get("Authorization") for r in feed_server.requests}
+    assert sent == {
+        "/feed.xml": "Bearer s3cret-token",
+        "/same.xml": "Bearer s3cret-token",
+        "/moved.xml": "Bearer s3cret-token",
+    }
+    assert [r.headers.get("Authorization") for r in elsewhere.requests] == [None]

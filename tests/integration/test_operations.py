@@ -49,6 +49,7 @@ def test_health_and_metrics_and_a_second_daemon_refused(tmp_path, feed_server, r
         assert 'watcher_feed_consecutive_failures{feed="world"} 0.0' in metrics
         assert 'watcher_feed_last_success_timestamp_seconds{feed="world"}' in metrics
         assert "process_resident_memory_bytes" in metrics
+        assert "watcher_parser_restarts_total 0.0" in metrics
         assert get(f"http://{listen}/nope")[0] == 404
 
         second = run_refused(config)
