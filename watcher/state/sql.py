@@ -281,8 +281,12 @@ class SQLStore(Store):
         next_poll: datetime | None = None,
     ) -> None:
         with self._write() as tx:
-            self._ensure_feed(tx, name, url, now)
-            _mark_success(tx, name, now, etag, last_modified, moved_to, next_poll=next_poll)
+            done = _mark_success(
+                tx, name, now, etag, last_modified, moved_to, next_poll=next_poll, url=url
+            )
+            if not done:  # a feed new to the database, or whose URL changed
+                self._ensure_feed(tx, name, url, now)
+                _mark_success(tx, name, now, etag, last_modified, moved_to, next_poll=next_poll)
 
     def _ensure_feed(self, tx: Tx, name: str, url: str, now: datetime) -> None:
         """The feed's row; a new URL drops what was known of the old one but the baseline."""
@@ -605,18 +609,23 @@ def _mark_success(
     moved_to: str | None,
     body_hash: str | None = None,
     next_poll: datetime | None = None,
-) -> None:
-    tx.execute(
-        "UPDATE feeds SET last_poll = ?, last_success = ?, last_error = NULL, failures = 0,"
-        " next_poll = ?, gone = 0, etag = ?, last_modified = ?, moved_to = ?,"
-        " body_hash = coalesce(?, body_hash), lease_owner = NULL, lease_until = NULL"
-        " WHERE name = ?",
-        [
-            timestamp(now),
-            timestamp(now),
-            next_poll and timestamp(next_poll),
-            *(etag, last_modified, moved_to, body_hash, name),
-        ],
+    url: str | None = None,
+) -> bool:
+    """Record a successful poll on the feed's row; with ``url``, only if the row has that
+    URL. Whether a row was updated."""
+    return bool(
+        tx.execute(
+            "UPDATE feeds SET last_poll = ?, last_success = ?, last_error = NULL, failures = 0,"
+            " next_poll = ?, gone = 0, etag = ?, last_modified = ?, moved_to = ?,"
+            " body_hash = coalesce(?, body_hash), lease_owner = NULL, lease_until = NULL"
+            " WHERE name = ? AND (CAST(? AS TEXT) IS NULL OR url = ?)",
+            [
+                timestamp(now),
+                timestamp(now),
+                next_poll and timestamp(next_poll),
+                *(etag, last_modified, moved_to, body_hash, name, url, url),
+            ],
+        ).rowcount
     )
 
 
