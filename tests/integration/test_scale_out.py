@@ -87,6 +87,19 @@ def test_three_processes_share_the_feeds_and_deliver_each_alert_once(
         assert max(window.values()) <= 3, window  # about once per interval, not three times
         polls = [metric(listen, "watcher_polls_total") for listen in listens]
         assert all(count > 0 for count in polls), polls  # every process does a share
+        status = subprocess.run(
+            [sys.executable, "-m", "watcher", "status", "-c", str(config)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "WATCHER_LISTEN": "127.0.0.1:9"},
+        )
+        assert "daemons:   3 running" in status.stdout, status.stdout + status.stderr
+        pids = {str(process.pid) for process, _ in processes}
+        lines = status.stdout.splitlines()
+        header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["HOST", "PID"])
+        listed = [line.split() for line in lines[header + 1 : header + 4]]
+        assert {row[1] for row in listed} == pids, status.stdout
+        assert PASSWORD not in status.stdout + status.stderr
 
         for index in range(FEEDS):
             feed_server.routes[f"/f{index}.xml"] = Route(feed(index, 1))
