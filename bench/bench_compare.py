@@ -88,6 +88,10 @@ def main() -> None:
     args = parser.parse_args()
     chosen = args.tools.split(",")
     bin_dir = tools()
+    # as pip does when it installs a package: rss2email's and feed2exec's byte code was
+    # compiled at install, watcher's editable install would compile at each start
+    package = Path(__file__).parent.parent / "watcher"
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
     addresses = ADDRESSES[:1] if args.one_host else ADDRESSES
     servers = [Server((address, 0), Handler) for address in addresses]
     for server in servers:
