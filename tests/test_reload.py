@@ -72,3 +72,35 @@ def test_an_edited_template_takes_effect(daemon, tmp_path, caplog):
     notifier = daemon.pipeline.notifiers["hook"]
     assert notifier.template.render(title="t").startswith("second t")
     assert templates.load("x", "text", path=str(template)).render(title="t") == "second t, longer"
+
+
+def test_deliveries_of_a_removed_notifier_die_at_reload_and_come_back_with_retry(
+    daemon, tmp_path, caplog
+):
+    from datetime import UTC, datetime
+
+    from watcher.models import Entry
+    from watcher.rules import Match
+    from watcher.state import NewItem
+
+    store = daemon.pipeline.store
+    match = Match("r", ("Peskov",), ("hook",))
+    store.ingest(
+        "f0",
+        "http://127.0.0.1:9/0",
+        etag=None,
+        last_modified=None,
+        present=["a"],
+        new_items=[NewItem(Entry("a", title="Peskov"), (match,))],
+        now=datetime.now(UTC),
+    )
+    data = yaml.safe_load((tmp_path / "watch.yaml").read_text())
+    data["notify"] = {}
+    data["rules"][0]["notify"] = []
+    (tmp_path / "watch.yaml").write_text(yaml.safe_dump(data))
+    with caplog.at_level(logging.WARNING):
+        daemon.reload()
+    assert "1 pending deliveries marked dead, notifier removed from the config: hook" in caplog.text
+    (dead,) = store.deliveries(failed=True)
+    assert (dead.status, dead.last_error) == ("dead", "notifier removed from the config")
+    assert store.requeue([], datetime.now(UTC)) == 1  # `watcher retry`, once it is back

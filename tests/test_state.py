@@ -499,3 +499,17 @@ def test_a_database_of_an_earlier_version_is_migrated_keeping_its_items(tmp_path
     store.close()
     names = [row[0] for row in sqlite3.connect(path).execute("SELECT name FROM _sqlite_migrations")]
     assert sorted(names) == sorted(name for name, _ in backend.MIGRATIONS)
+
+
+def test_deliveries_of_notifiers_gone_from_the_config_are_buried(store):
+    match = Match("talks", ("x",), ("slack", "mail", "gone"))
+    ingest(store, "f", [NewItem(Entry("a"), (match,))])
+    (mail,) = store.due_deliveries(NOW, ["mail"])
+    store.mark_sent(mail.id, NOW)
+    buried = store.bury_orphans(["slack"], "notifier removed from the config", NOW)
+    assert buried == {"gone": 1}
+    assert store.delivery_counts() == {"pending": 1, "sent": 1, "dead": 1}
+    (dead,) = store.deliveries(failed=True)
+    assert (dead.notifier, dead.last_error) == ("gone", "notifier removed from the config")
+    assert store.requeue([], NOW) == 1
+    assert [d.notifier for d in store.due_deliveries(NOW, ["slack", "gone"])] == ["slack", "gone"]

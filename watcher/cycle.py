@@ -39,6 +39,10 @@ class Runtime:
     senders: Senders
 
 
+REMOVED = "notifier removed from the config"
+DISABLED = "notifier disabled (its url is empty)"
+
+
 class Pipeline:
     """Everything a poll or a delivery pass needs, built once from a config."""
 
@@ -64,6 +68,26 @@ class Pipeline:
     def apply(self, config: Config) -> None:
         """Run with a reloaded config from the next poll and the next drain on."""
         self.runtime = self._runtime(config, self.runtime.senders)
+
+    def bury_orphans(self) -> None:
+        """Pending deliveries of notifiers the config no longer has, or has disabled, can
+        never be sent: mark them dead, so that they show as failed and no longer keep their
+        items from being pruned; ``watcher retry`` requeues them once the notifier is back."""
+        moment = now()
+        config = self.config
+        buried = [
+            (REMOVED, self.store.bury_orphans(list(config.notify), REMOVED, moment)),
+            (DISABLED, self.store.bury_orphans(list(self.notifiers), DISABLED, moment)),
+        ]
+        for reason, counts in buried:
+            if counts:
+                log.warning(
+                    "%d pending deliveries marked dead, %s: %s; `watcher retry` queues them"
+                    " again once it is back",
+                    sum(counts.values()),
+                    reason,
+                    ", ".join(sorted(counts)),
+                )
 
     def _runtime(self, config: Config, senders: Senders) -> Runtime:
         notifiers = build_notifiers(config, self.session)
@@ -133,6 +157,7 @@ def run_once(config: Config, *, dry_run: bool = False) -> CycleReport:
         pipeline = Pipeline(config)
         if not dry_run:
             pipeline.store.release_leases()
+            pipeline.bury_orphans()
         try:
             moment = now()
             with Pool(max_workers=config.settings.concurrency) as pool:

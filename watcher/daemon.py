@@ -182,6 +182,7 @@ class Daemon:
         store = self.pipeline.store
         store.heartbeat(self.process)
         store.sync_feeds(scheduled_feeds(self.config), start)
+        self.pipeline.bury_orphans()
         self.scheduler.add_job(
             self._prune,
             "interval",
@@ -325,8 +326,9 @@ class Daemon:
             self.pipeline.apply(config)
             try:
                 self.pipeline.store.sync_feeds(scheduled_feeds(config), now())
+                self.pipeline.bury_orphans()
             except StateError as exc:
-                log.error("config reload: the feeds could not be scheduled: %s", exc)
+                log.error("config reload: the database could not be brought up to date: %s", exc)
             self.feeds.wake()
             log.info(
                 "config reloaded: %d feeds (%d added, %d removed), %d rules, %d notifiers",

@@ -265,6 +265,13 @@ class Outbox(ABC):
         """Record a failed attempt: pending until ``retry_at``, or dead when it is None."""
 
     @abstractmethod
+    def bury_orphans(self, notifiers: Sequence[str], reason: str, now: datetime) -> dict[str, int]:
+        """Mark dead, with ``reason``, the pending deliveries of every notifier not among
+        ``notifiers`` (removed from the config): nothing would ever send them, and they would
+        keep their items from being pruned. ``watcher retry`` requeues them once the
+        notifier is back. Return how many, by notifier."""
+
+    @abstractmethod
     def release_leases(self) -> int:
         """Give back every lease (deliveries', feeds', notifiers'), for the one process that
         may poll an SQLite database: a lease left there is a dead predecessor's. Return the

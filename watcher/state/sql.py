@@ -578,6 +578,20 @@ class SQLStore(Store):
         with self._write() as tx:
             return tx.execute(sql, params).rowcount
 
+    def bury_orphans(self, notifiers: Sequence[str], reason: str, now: datetime) -> dict[str, int]:
+        names = list(notifiers)
+        keep = f" AND notifier NOT IN ({_marks(names)})" if names else ""
+        with self._write() as tx:
+            rows = tx.execute(
+                "UPDATE deliveries SET status = 'dead', last_error = ?, lease_until = NULL,"
+                f" next_attempt = ? WHERE status = 'pending'{keep} RETURNING notifier",
+                [reason, timestamp(now), *names],
+            ).fetchall()
+        buried: dict[str, int] = {}
+        for (notifier,) in rows:
+            buried[notifier] = buried.get(notifier, 0) + 1
+        return buried
+
 
 class _NotAll(Exception):
     """A claim found a delivery already held or sent: its transaction is rolled back."""
