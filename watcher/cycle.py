@@ -3,13 +3,16 @@ daemon runs the same steps with, built once from a config."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor as Pool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 from watcher.config import Config, FeedConfig, Rate
 from watcher.deliver import DeliveryReport, RateLimiter, Senders, deliver_due
@@ -18,7 +21,8 @@ from watcher.notify import Notifier, build_notifiers
 from watcher.parse import ParserPool
 from watcher.poll import Poller, PollOutcome, Rules
 from watcher.rules import Matcher
-from watcher.state import DatabaseLock, open_store
+from watcher.state import DatabaseLock, is_postgres, open_store
+from watcher.state.sqlite import copy_database
 
 log = logging.getLogger(__name__)
 
@@ -150,33 +154,55 @@ class CycleReport:
 
 def run_once(config: Config, *, dry_run: bool = False) -> CycleReport:
     """Poll every feed once, concurrently, then make one delivery pass (unless dry-run)."""
+    if dry_run:
+        with _scratch(config) as scratch:
+            return _cycle(scratch, dry_run=True)
     lock = DatabaseLock(config.settings.database)
-    if not dry_run:
-        lock.acquire()
+    lock.acquire()
     try:
-        pipeline = Pipeline(config)
+        return _cycle(config, dry_run=False)
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def _scratch(config: Config) -> Iterator[Config]:
+    """The config on a throwaway copy of its SQLite database, so that a dry run writes
+    nothing: not even the database, when there is none yet, nor a migration. (On
+    PostgreSQL a dry run records nothing but may migrate the schema.)"""
+    database = config.settings.database
+    if is_postgres(database):
+        yield config
+        return
+    with tempfile.TemporaryDirectory(prefix="watcher-dry-run-") as folder:
+        copy = Path(folder, "dry-run.db")
+        if Path(database).exists():
+            in_use = DatabaseLock(database).holder() is not None
+            copy_database(Path(database), copy, in_use=in_use)
+        settings = config.settings.model_copy(update={"database": str(copy)})
+        yield config.model_copy(update={"settings": settings})
+
+
+def _cycle(config: Config, *, dry_run: bool) -> CycleReport:
+    pipeline = Pipeline(config)
+    try:
         if not dry_run:
             pipeline.store.release_leases()
             pipeline.bury_orphans()
-        try:
-            moment = now()
-            with Pool(max_workers=config.settings.concurrency) as pool:
-                outcomes = list(
-                    pool.map(
-                        lambda feed: pipeline.poller.poll(
-                            feed, moment, dry_run=dry_run
-                        ).matched_only(),
-                        config.feeds,
-                    )
+        moment = now()
+        with Pool(max_workers=config.settings.concurrency) as pool:
+            outcomes = list(
+                pool.map(
+                    lambda feed: pipeline.poller.poll(feed, moment, dry_run=dry_run).matched_only(),
+                    config.feeds,
                 )
-            report = CycleReport(outcomes)
-            if not dry_run:
-                report.delivery = pipeline.deliver()
-            return report
-        finally:
-            pipeline.close()
+            )
+        report = CycleReport(outcomes)
+        if not dry_run:
+            report.delivery = pipeline.deliver()
+        return report
     finally:
-        lock.release()
+        pipeline.close()
 
 
 def _limiter(current: RateLimiter | None, rate: Rate) -> RateLimiter:

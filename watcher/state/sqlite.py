@@ -371,6 +371,21 @@ class SQLiteStore(SQLStore):
             raise
 
 
+def copy_database(source: Path, target: Path, *, in_use: bool) -> None:
+    """A consistent copy of an SQLite database, read without a write to it. ``in_use``: a
+    daemon has it open, so it is read as a live database (SQLite's online backup); else it
+    is read as an immutable file, which leaves no -wal or -shm file behind."""
+    live = in_use or Path(f"{source}-wal").exists()  # a crashed daemon's WAL still counts
+    mode = "ro" if live else "ro&immutable=1"
+    uri = f"file:{quote(str(source.absolute()))}?mode={mode}"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as origin:
+            with contextlib.closing(sqlite3.connect(target)) as copy:
+                origin.backup(copy)
+    except _DAMAGE as exc:
+        raise state_error(source, exc) from exc
+
+
 def _identity(path: Path) -> tuple[int, int]:
     status = os.stat(path)
     return status.st_dev, status.st_ino
