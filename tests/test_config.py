@@ -295,8 +295,8 @@ def test_a_postgresql_url_without_the_extra_names_the_pip_command(monkeypatch):
     text = VALID.replace("settings:\n", f"settings:\n  database: {PG_URL}\n")
     found = problems(text) + problems(VALID, env={"WATCHER_DB": PG_URL})
     assert found == [
-        "watch.yaml:2: settings.database: the PostgreSQL backend needs the extra: pip install 'watcher[postgres]'",
-        "watch.yaml: WATCHER_DB: the PostgreSQL backend needs the extra: pip install 'watcher[postgres]'",
+        "watch.yaml:2: settings.database: the PostgreSQL backend needs the extra: pip install 'watcher-feeds[postgres]'",
+        "watch.yaml: WATCHER_DB: the PostgreSQL backend needs the extra: pip install 'watcher-feeds[postgres]'",
     ]
 
 

@@ -34,3 +34,23 @@ def test_ci_runs_the_readme_test_command():
     )
     assert f"```sh\n{command}\n```" in readme
     assert (ROOT / ".ci" / "run").read_text(encoding="utf-8").rstrip().endswith(command)
+
+
+def test_every_install_hint_names_the_distribution():
+    """ "watcher" on PyPI is an unrelated package: every hint must name ours."""
+    import re
+    import tomllib
+
+    from watcher import DISTRIBUTION
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["name"] == DISTRIBUTION
+    places = [ROOT / "README.md", ROOT / "Dockerfile", *(ROOT / "contrib").iterdir()]
+    places += (ROOT / "watcher").rglob("*.py")
+    hints = [
+        (path.name, found)
+        for path in places
+        for found in re.findall(r"pip install ['\"]?([\w.-]+)", path.read_text(encoding="utf-8"))
+    ]
+    assert hints and all(name in (DISTRIBUTION, "-e", ".") for _, name in hints), hints
+    assert not [h for h in hints if h[1] == "watcher"]

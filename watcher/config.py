@@ -33,7 +33,7 @@ from pydantic import (
     field_validator,
 )
 
-from watcher import __version__, urls
+from watcher import DISTRIBUTION, __version__, urls
 from watcher.errors import ConfigError, QueryError
 from watcher.query import Node, combine, has_positive, parse, structured, term
 from watcher.rules import Rule
@@ -145,7 +145,7 @@ def database_problem(database: str) -> str | None:
         name for name in ("psycopg", "psycopg_pool") if importlib.util.find_spec(name) is None
     ]
     if missing:
-        return "the PostgreSQL backend needs the extra: pip install 'watcher[postgres]'"
+        return f"the PostgreSQL backend needs the extra: pip install '{DISTRIBUTION}[postgres]'"
     return None
 
 
@@ -429,7 +429,7 @@ def _validate(data: dict[str, Any], source: Source) -> Config | None:
         source.problems.append(source.at(path, message))
     for name, options in notify.items():
         if isinstance(options, AppriseOptions) and importlib.util.find_spec("apprise") is None:
-            message = "the apprise notifier needs the extra: pip install 'watcher[apprise]'"
+            message = f"the apprise notifier needs the extra: pip install '{DISTRIBUTION}[apprise]'"
             source.problems.append(source.at(("notify", name, "type"), message))
         template = getattr(options, "template", None)
         if template:

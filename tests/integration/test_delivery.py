@@ -357,5 +357,5 @@ def test_apprise_without_the_extra_is_a_clear_config_error(monkeypatch):
     with pytest.raises(ConfigError) as caught:
         loads('notify:\n  push: {type: apprise, url: "ntfy://topic"}\n', "t.yaml", env={})
     assert caught.value.problems == [
-        "t.yaml:2: notify.push.type: the apprise notifier needs the extra: pip install 'watcher[apprise]'"
+        "t.yaml:2: notify.push.type: the apprise notifier needs the extra: pip install 'watcher-feeds[apprise]'"
     ]

@@ -1,6 +1,6 @@
 """Apprise: one URL reaches Telegram, ntfy, Matrix, Teams, Pushover and a hundred more.
 
-An optional extra (``pip install 'watcher[apprise]'``); the config refuses an ``apprise``
+An optional extra (``pip install 'watcher-feeds[apprise]'``); the config refuses an ``apprise``
 notifier when it is missing. Apprise tells only whether a notification went out, not why
 not, so every failure is retried.
 """
