@@ -232,9 +232,6 @@ def test_discover_lists_the_feeds_of_a_page_or_says_it_is_a_feed(runner, feed_se
 def test_feeds_lists_status_per_feed(runner, tmp_path, feed_server):
     feed_server.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "Istanbul talks"}))
     path = write_config(tmp_path, feed_server.url("/feed.xml"))
-    assert runner.invoke(main, ["feeds", "--json", "-c", str(path)]).exit_code == 0
-    before = json.loads(runner.invoke(main, ["feeds", "--json", "-c", str(path)]).stdout)
-    assert before[0]["status"] == "new"
     runner.invoke(main, ["once", "-c", str(path)])
     after = json.loads(runner.invoke(main, ["feeds", "--json", "-c", str(path)]).stdout)
     assert (after[0]["name"], after[0]["status"], after[0]["items"], after[0]["failures"]) == (
@@ -385,3 +382,27 @@ def test_every_command_works_against_postgresql_and_never_shows_its_password(
     status = outputs["status"].stdout
     assert "database:  postgresql://watcher:***@127.0.0.1:" in status
     assert "feeds:     1 (1 ok)" in status and "outbox:    1 pending" in status
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["feeds"],
+        ["status"],
+        ["matches"],
+        ["search", "x"],
+        ["deliveries"],
+        ["retry"],
+        ["test-rule", "x"],
+    ],
+)
+def test_commands_that_only_look_never_create_a_database(runner, tmp_path, command):
+    path = write_config(tmp_path, "http://127.0.0.1:9/feed.xml")
+    result = runner.invoke(main, [*command, "-c", str(path)])
+    assert result.exit_code == 1
+    database = tmp_path / "state" / "w.db"
+    assert result.stderr == (
+        f"error: no database at {database} yet: `watcher run` or `watcher once` makes it"
+        " (settings.database names it)\n"
+    )
+    assert not (tmp_path / "state").exists()

@@ -423,3 +423,35 @@ def test_a_url_accepted_is_requested_and_read_alike_by_both_parsers(credentials)
         assert (ours.port or None) == theirs.port
 
     check()
+
+
+def test_a_database_path_in_the_file_is_relative_to_the_files_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "mywork"
+    folder.mkdir()
+    (folder / "watch.yaml").write_text(
+        VALID.replace("settings:\n", "settings:\n  database: w.db\n")
+    )
+    monkeypatch.chdir(tmp_path)
+    assert load("mywork/watch.yaml", env={}).settings.database == str(folder / "w.db")
+    assert load(folder / "watch.yaml", env={}).settings.database == str(folder / "w.db")
+    (folder / "other.yaml").write_text(VALID)
+    assert load(folder / "other.yaml", env={}).settings.database == "state/watcher.db"
+
+
+def test_the_shipped_database_is_the_checkouts_state_folder():
+    config = load(ROOT / "config" / "watch.yaml", env={})
+    assert Path(config.settings.database).resolve() == ROOT / "state" / "watcher.db"
+
+
+@pytest.mark.parametrize(
+    ("value", "listen"), [("0.0.0.0:9999", "0.0.0.0:9999"), ("off", None), ("", None)]
+)
+def test_watcher_listen_overrides_whatever_the_file_says(value, listen):
+    text = VALID.replace("settings:\n", "settings:\n  listen: 127.0.0.1:9187\n")
+    assert loads(text, "watch.yaml", env={"WATCHER_LISTEN": value}).settings.listen == listen
+
+
+def test_a_bad_watcher_listen_is_a_config_error():
+    assert problems(VALID, env={"WATCHER_LISTEN": "nowhere"}) == [
+        "watch.yaml: WATCHER_LISTEN: expected host:port (or 'off'), got 'nowhere'"
+    ]

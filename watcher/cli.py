@@ -535,7 +535,8 @@ def _rule(query: str | None, rule_name: str | None, config: Config | None) -> Ru
 
 @contextmanager
 def _store(config: Config) -> Iterator[Store]:
-    store = open_store(config.settings.database)
+    """The database of a command that only looks (or requeues): never a new one."""
+    store = open_store(config.settings.database, create=False)
     try:
         yield store
     finally:

@@ -160,7 +160,8 @@ class RetrySettings(_Model):
 
 
 class Settings(_Model):
-    database: str = "state/watcher.db"  # relative to the working directory; WATCHER_DB overrides
+    database: str = "state/watcher.db"  # given: relative to this file; absent: to the working
+    # directory; WATCHER_DB overrides
     interval: Duration = timedelta(minutes=5)  # default poll interval
     timeout: Duration = timedelta(seconds=30)  # per HTTP request
     max_feed_size: Size = 10 * 1000**2  # larger responses are cut off and reported
@@ -393,13 +394,35 @@ def _loads(text: str, filename: str, env: Mapping[str, str]) -> Config:
     if source.problems:
         raise ConfigError(source.sorted_problems())
     assert config is not None
-    if env.get("WATCHER_DB"):
-        problem = database_problem(env["WATCHER_DB"])
+    settings = _placed(config.settings, filename, env, "database" in (data.get("settings") or {}))
+    return config.model_copy(update={"source": filename, "settings": settings})
+
+
+def _placed(settings: Settings, filename: str, env: Mapping[str, str], given: bool) -> Settings:
+    """The settings where this process runs them: ``WATCHER_DB`` and ``WATCHER_LISTEN``
+    override the file whatever it says (a container's own address, a shared database), and
+    a database path the file gives is relative to the file's folder, so every command finds
+    the same database wherever it is started."""
+    updates: dict[str, Any] = {}
+    database = env.get("WATCHER_DB")
+    if database:
+        problem = database_problem(database)
         if problem:
             raise ConfigError([f"{filename}: WATCHER_DB: {problem}"])
-        settings = config.settings.model_copy(update={"database": env["WATCHER_DB"]})
-        config = config.model_copy(update={"settings": settings})
-    return config.model_copy(update={"source": filename})
+        updates["database"] = database
+    elif given and "://" not in settings.database:
+        updates["database"] = str(Path(filename).parent.absolute() / settings.database)
+    listen = env.get("WATCHER_LISTEN")
+    if listen is not None:
+        value = None if listen.strip().lower() in ("", "null", "off", "none") else listen.strip()
+        try:
+            Settings(listen=value)
+        except ValidationError:
+            raise ConfigError(
+                [f"{filename}: WATCHER_LISTEN: expected host:port (or 'off'), got {listen!r}"]
+            ) from None
+        updates["listen"] = value
+    return settings.model_copy(update=updates) if updates else settings
 
 
 def _validate(data: dict[str, Any], source: Source) -> Config | None:

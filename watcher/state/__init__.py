@@ -55,12 +55,14 @@ def is_postgres(database: str) -> bool:
     return database.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(database: str | Path) -> Store:
-    """The store of a database setting: a path (SQLite) or a ``postgresql://`` URL."""
+def open_store(database: str | Path, *, create: bool = True) -> Store:
+    """The store of a database setting: a path (SQLite) or a ``postgresql://`` URL.
+    ``create`` False (the commands that only look): a missing SQLite file is an error
+    saying where it was looked for, never a new, empty database."""
     if is_postgres(str(database)):
         from watcher.state.postgres import PostgresStore
 
         return PostgresStore(str(database))
     from watcher.state.sqlite import SQLiteStore
 
-    return SQLiteStore(database)
+    return SQLiteStore(database, create=create)

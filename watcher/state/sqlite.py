@@ -229,8 +229,13 @@ class _Tx:
 
 
 class SQLiteStore(SQLStore):
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path = Path(path)
+        if not create and not self.path.exists():
+            raise StateError(
+                f"no database at {self.path.absolute()} yet: `watcher run` or `watcher once`"
+                " makes it (settings.database names it)"
+            )
         self.description = str(self.path)
         self._local = threading.local()
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
