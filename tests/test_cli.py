@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,7 @@ def test_check_uses_watcher_config_env(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("WATCHER_CONFIG", str(path))
     result = runner.invoke(main, ["check"])
     assert result.exit_code == 0
-    assert result.output.startswith(f"{path}: OK: 1 feeds, 1 rules")
+    assert result.output == f"{path}: OK: 1 feed, 1 rule, 1 notifier\n"
 
 
 def test_check_on_a_broken_config_exits_2_naming_file_and_line(runner, tmp_path):
@@ -96,6 +96,40 @@ def test_once_exits_1_when_a_feed_fails(runner, tmp_path, feed_server):
     result = runner.invoke(main, ["once", "-c", str(path)])
     assert result.exit_code == 1
     assert "world: failed: HTTP 404 Not Found" in result.stderr
+
+
+def test_once_says_the_baseline_once_and_counts_in_the_singular(runner, tmp_path, feed_server):
+    feed_server.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "Istanbul talks"}))
+    path = write_config(tmp_path, feed_server.url("/feed.xml"))
+    dry = runner.invoke(main, ["once", "--dry-run", "-c", str(path)])
+    assert dry.exit_code == 0, dry.output
+    assert dry.stderr.count("baseline") == 1
+    assert "world: first poll, 1 item would be kept as a baseline (not alerted)" in dry.stderr
+    result = runner.invoke(main, ["once", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("baseline") == 1
+    assert "feed world: first poll, 1 item stored as a baseline (not alerted)" in result.stderr
+    assert result.stdout == "1 feed polled, 0 alerts queued; 0 sent, 0 to retry, 0 dead\n"
+
+
+def test_check_prints_the_config_warnings(runner, tmp_path):
+    path = write_config(tmp_path, "https://example.org/rss")
+    data = yaml.safe_load(path.read_text())
+    data["feeds"].append({"url": "https://example.org/rss", "name": "again"})
+    data["rules"][0]["query"] = "Peskov and Istanbul"
+    path.write_text(yaml.safe_dump(data))
+    result = runner.invoke(main, ["check", "-c", str(path)])
+    assert result.exit_code == 0, result.output
+    warnings = result.stderr.splitlines()
+    assert any(
+        line.startswith(f"warning: {path}:")
+        and "feeds[1].url: feed 'again' has the same URL" in line
+        for line in warnings
+    )
+    assert any(
+        "rules[0].query: column 8: rule 'talks' searches 'and' as a word: did you mean AND?" in line
+        for line in warnings
+    )
 
 
 def test_a_second_poller_on_the_same_database_is_refused(runner, tmp_path, feed_server):
@@ -157,7 +191,7 @@ def test_test_rule_backtests_stored_items(runner, polled):
     assert result.exit_code == 0, result.output
     header, row = result.stdout.splitlines()
     assert header.split() == ["SEEN", "FEED", "MATCHED", "TITLE"]
-    assert row.split()[2:] == ["world", "award*", "[Award]", "season"]
+    assert row.split()[2:] == ["UTC", "world", "award*", "[Award]", "season"]
     by_rule = runner.invoke(main, ["test-rule", "--rule", "talks", "--json", "-c", str(polled)])
     assert by_rule.exit_code == 0
     assert [r["title"] for r in json.loads(by_rule.stdout)] == ["Istanbul talks resume"]
@@ -178,11 +212,39 @@ def test_matches_lists_recent_matches_with_deliveries(runner, polled):
     )
     assert match["deliveries"] == {"hook": "pending"}
     table_output = runner.invoke(main, ["matches", "--rule", "talks", "-c", str(polled)]).stdout
-    assert table_output.splitlines()[1].split()[2:5] == ["talks", "world", "hook:pending"]
+    assert table_output.splitlines()[1].split()[2:6] == ["UTC", "talks", "world", "hook:pending"]
+    none = runner.invoke(main, ["matches", "--rule", "talks", "--since", "0s", "-c", str(polled)])
+    assert (none.exit_code, none.stdout) == (0, "no matches\n")
+
+
+def test_matches_of_an_unknown_rule_is_refused_naming_the_known_ones(runner, polled):
+    result = runner.invoke(main, ["matches", "--rule", "tlaks", "-c", str(polled)])
+    assert result.exit_code == 2
     assert (
-        runner.invoke(main, ["matches", "--rule", "other", "-c", str(polled)]).stdout
-        == "no matches\n"
-    )
+        "no rule named 'tlaks' in the config, and no match of it in the last 1d "
+        "(did you mean 'talks'? known: talks)"
+    ) in result.stderr
+
+
+def test_matches_of_a_rule_gone_from_the_config_are_shown_with_a_warning(runner, polled):
+    data = yaml.safe_load(polled.read_text())
+    data["rules"][0]["name"] = "renamed"
+    polled.write_text(yaml.safe_dump(data))
+    result = runner.invoke(main, ["matches", "--rule", "talks", "-c", str(polled)])
+    assert result.exit_code == 0
+    assert result.stderr == "warning: rule 'talks' is no longer in the config\n"
+    assert "Istanbul talks resume" in result.stdout
+
+
+def test_test_rule_on_an_unknown_feed_is_refused_naming_the_known_ones(runner, polled):
+    result = runner.invoke(main, ["test-rule", "award*", "--feed", "wrld", "-c", str(polled)])
+    assert result.exit_code == 2
+    assert (
+        "no feed named 'wrld' in the config nor in the database "
+        "(did you mean 'world'? known: world)"
+    ) in result.stderr
+    known = runner.invoke(main, ["test-rule", "award*", "--feed", "world", "-c", str(polled)])
+    assert known.exit_code == 0 and "Award" in known.stdout
 
 
 def test_search_uses_full_text_search(runner, polled):
@@ -224,7 +286,7 @@ def test_discover_lists_the_feeds_of_a_page_or_says_it_is_a_feed(runner, feed_se
     assert page.exit_code == 0, page.output
     assert page.stdout.splitlines()[1].split() == [feed_server.url("/world.rss"), "World"]
     feed = runner.invoke(main, ["discover", feed_server.url("/world.rss")])
-    assert feed.stdout == f"{feed_server.url('/world.rss')} is a feed: World news, 1 items\n"
+    assert feed.stdout == f"{feed_server.url('/world.rss')} is a feed: World news, 1 item\n"
     feed_server.routes["/plain"] = Route(b"<html><body>hi</body></html>", content_type="text/html")
     assert runner.invoke(main, ["discover", feed_server.url("/plain")]).exit_code == 1
 
@@ -248,6 +310,43 @@ def test_feeds_lists_status_per_feed(runner, tmp_path, feed_server):
     assert "HTTP 404 Not Found" in listing[1]
 
 
+def test_feeds_shows_the_next_poll_in_utc_or_due_and_the_whole_last_error(
+    runner, tmp_path, feed_server
+):
+    advertised = feed_server.url("/news/" + "world-" * 12 + "rss.xml")
+    feed_server.routes["/page"] = Route(
+        f'<html><head><link rel="alternate" type="application/rss+xml" href="{advertised}">'
+        "</head></html>".encode(),
+        content_type="text/html",
+    )
+    path = write_config(tmp_path, feed_server.url("/page"))
+    runner.invoke(main, ["once", "-c", str(path)])
+    header, row = runner.invoke(main, ["feeds", "-c", str(path)]).stdout.splitlines()
+    assert header.split() == [
+        "FEED",
+        "STATUS",
+        "LAST",
+        "SUCCESS",
+        "FAILURES",
+        "NEXT",
+        "POLL",
+        "ITEMS",
+        "LAST",
+        "ERROR",
+    ]
+    assert re.match(r"world +failing +- +1 +\d{4}-\d\d-\d\d \d\d:\d\d UTC +0 +the URL", row)
+    assert row.endswith(f"the page names these feeds: {advertised}")
+    (record,) = json.loads(runner.invoke(main, ["feeds", "--json", "-c", str(path)]).stdout)
+    assert record["next_poll"] == record["next_try"] is not None
+
+    store = open_store(tmp_path / "state" / "w.db")
+    past = datetime.now(UTC) - timedelta(hours=1)
+    store.record_unchanged("world", feed_server.url("/page"), past, next_poll=past)
+    store.close()
+    row = runner.invoke(main, ["feeds", "-c", str(path)]).stdout.splitlines()[1]
+    assert re.match(r"world +ok +\d{4}-\d\d-\d\d \d\d:\d\d UTC +0 +due +0 +-$", row)
+
+
 def test_status_shows_daemon_database_feeds_outbox_and_alerts(runner, polled, tmp_path):
     result = runner.invoke(main, ["status", "-c", str(polled)])
     assert result.exit_code == 0, result.output
@@ -258,7 +357,13 @@ def test_status_shows_daemon_database_feeds_outbox_and_alerts(runner, polled, tm
     )
     assert lines[2] == "feeds:     1 (1 ok)"
     assert lines[3] == "outbox:    1 pending"
-    assert lines[4] == "last alerts:" and "talks  Istanbul talks resume" in lines[5]
+    assert lines[4] == "last alerts:"
+    assert lines[5].split() == ["DETECTED", "RULE", "DELIVERIES", "TITLE"]
+    assert re.fullmatch(
+        r"  \d{4}-\d\d-\d\d \d\d:\d\d UTC  talks  hook:pending  Istanbul talks resume", lines[6]
+    )
+    assert lines[6].index("talks") == lines[5].index("RULE")
+    assert lines[6].index("hook:pending") == lines[5].index("DELIVERIES")
     lock = DatabaseLock(tmp_path / "state" / "w.db")
     lock.acquire()
     try:

@@ -455,3 +455,88 @@ def test_a_bad_watcher_listen_is_a_config_error():
     assert problems(VALID, env={"WATCHER_LISTEN": "nowhere"}) == [
         "watch.yaml: WATCHER_LISTEN: expected host:port (or 'off'), got 'nowhere'"
     ]
+
+
+EMAIL = """\
+feeds:
+  - url: https://example.org/world/rss.xml
+notify:
+  desk:
+    type: email
+    to: desk@example.org
+    from: watcher@example.org
+    host: smtp.example.org
+"""
+
+
+def test_one_email_address_may_be_written_without_a_list():
+    config = loads(EMAIL, "watch.yaml", env={})
+    assert config.notify["desk"].to == ("desk@example.org",)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "line"),
+    [
+        ("feeds:\n\t- url: https://example.org/rss\n", 2),
+        ("feeds:\n  - url: https://example.org/rss\n\tname: world\n", 3),
+        ("feeds:\n  - url: https://example.org/rss\n    \tname: world\n", 3),
+    ],
+)
+def test_a_tab_in_the_indentation_is_called_a_tab_with_its_line(text, line):
+    assert problems(text) == [
+        f"watch.yaml:{line}: YAML syntax error: a tab: YAML does not allow tabs for "
+        "indentation (indent with spaces)"
+    ]
+
+
+def test_a_tab_between_a_key_and_its_value_is_allowed():
+    config = loads("feeds:\n  - url:\thttps://example.org/rss\n", "watch.yaml", env={})
+    assert config.feeds[0].url == "https://example.org/rss"
+
+
+def test_the_same_url_under_two_feed_names_is_a_warning():
+    text = VALID.replace(
+        "    tags: [russia]\n",
+        "    tags: [russia]\n  - url: https://EXAMPLE.org/world/rss.xml\n    name: world-again\n",
+    )
+    assert loads(text, "watch.yaml", env={}).warnings() == [
+        "watch.yaml:7: feeds[1].url: feed 'world-again' has the same URL as feed 'world': "
+        "it is fetched twice and its items alerted twice; keep one"
+    ]
+
+
+def test_lower_case_operator_words_are_warned_about_with_rule_and_column():
+    text = VALID.replace(
+        "'\"Istanbul talks\" OR Peskov'", "'Peskov and Istanbul or talks \"rock and roll\"'"
+    )
+    assert loads(text, "watch.yaml", env={}).warnings() == [
+        "watch.yaml:9: rules[0].query: column 8: rule 'talks' searches 'and' as a word: "
+        "did you mean AND? (operators are upper case)",
+        "watch.yaml:9: rules[0].query: column 21: rule 'talks' searches 'or' as a word: "
+        "did you mean OR? (operators are upper case)",
+    ]
+    assert loads(VALID, "watch.yaml", env={}).warnings() == []
+
+
+@pytest.mark.parametrize("kind", ["slack", "discord"])
+def test_chat_notifiers_refuse_a_webhook_secret_and_headers(kind):
+    text = VALID.replace(
+        "    type: webhook\n",
+        f"    type: {kind}\n    secret: s3cret\n    headers: {{X-Token: t}}\n",
+    )
+    assert problems(text) == [
+        f"watch.yaml:14: notify.hook.secret: unknown key 'secret' for a {kind} notifier "
+        "(only webhook notifiers take it)",
+        f"watch.yaml:15: notify.hook.headers: unknown key 'headers' for a {kind} notifier "
+        "(only webhook notifiers take it)",
+    ]
+
+
+def test_an_unknown_notifier_key_is_suggested_from_that_type_only():
+    text = VALID.replace(
+        "    url: https://hooks.example.org/x", "    urll: https://hooks.example.org/x"
+    )
+    assert (
+        "watch.yaml:14: notify.hook.urll: unknown key 'urll' for a webhook notifier (did you mean 'url'?)"
+        in problems(text)
+    )

@@ -349,7 +349,10 @@ def test_template_problems_are_config_errors(tmp_path):
     assert problems[1].startswith(
         f"{tmp_path}/watch.yaml:3: notify.b.template: template {tmp_path}/broken.j2:2: unexpected '}}'"
     )
-    assert problems[2] == f"{tmp_path}/watch.yaml:4: notify.c.template: unknown key 'template'"
+    assert problems[2] == (
+        f"{tmp_path}/watch.yaml:4: notify.c.template: unknown key 'template' for a webhook "
+        "notifier (only discord, email, slack notifiers take it)"
+    )
 
 
 @pytest.mark.parametrize(

@@ -107,6 +107,22 @@ def test_failed_poll_is_recorded_and_a_later_success_resets_it(poll, feed_server
     assert "feed world: recovered after 2 failed polls" in caplog.text
 
 
+def test_log_lines_count_one_thing_in_the_singular(poll, feed_server, caplog):
+    caplog.set_level(logging.INFO)
+    feed_server.routes["/feed.xml"] = Route(rss(item("1", "Istanbul talks")))
+    poll()
+    feed_server.routes["/feed.xml"] = Route(b"", status=500)
+    poll(now=NOW + timedelta(minutes=1))
+    feed_server.routes["/feed.xml"] = Route(
+        rss(item("2", "More Istanbul talks"), item("1", "Istanbul talks"))
+    )
+    poll(now=NOW + timedelta(minutes=10))
+    messages = [record.getMessage() for record in caplog.records]
+    assert "feed world: first poll, 1 item stored as a baseline (not alerted)" in messages
+    assert "feed world: recovered after 1 failed poll" in messages
+    assert "feed world: 1 new item, 1 match, 1 delivery queued" in messages
+
+
 def test_304_costs_no_parsing(poll, feed_server):
     feed_server.routes["/feed.xml"] = Route(rss(item("1", "x")), etag='"v1"')
     assert poll()[0].status == "new"

@@ -5,11 +5,12 @@ Exit codes: 0 success, 1 failure while running, 2 usage or config error.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -30,7 +31,7 @@ from watcher.state import (
     is_postgres,
     open_store,
 )
-from watcher.text import highlight, one_line
+from watcher.text import highlight, one_line, plural
 
 F = TypeVar("F", bound=Callable[..., Any])
 PROCESS_SEEN = timedelta(minutes=2)
@@ -106,9 +107,11 @@ def once(config_file: str | None, dry_run: bool) -> None:
     for outcome in report.outcomes:
         if outcome.status == "failed":
             click.echo(f"{outcome.feed}: failed: {one_line(outcome.error or '')}", err=True)
-        elif outcome.baseline and outcome.new:
+        elif dry_run and outcome.baseline and outcome.new:
+            # a real poll logs its baseline; a dry run logs nothing, so it is said here
             click.echo(
-                f"{outcome.feed}: first poll, {outcome.new} items kept as a baseline (not alerted)",
+                f"{outcome.feed}: first poll, {plural(outcome.new, 'item')} would be kept as a "
+                "baseline (not alerted)",
                 err=True,
             )
         for item in outcome.new_items:
@@ -126,8 +129,8 @@ def once(config_file: str | None, dry_run: bool) -> None:
     else:
         delivery = report.delivery
         click.echo(
-            f"{len(report.outcomes)} feeds polled, {len(rows)} alerts queued; "
-            f"{delivery.sent} sent, {delivery.retrying} to retry, {delivery.dead} dead"
+            f"{plural(len(report.outcomes), 'feed')} polled, {plural(len(rows), 'alert')} "
+            f"queued; {delivery.sent} sent, {delivery.retrying} to retry, {delivery.dead} dead"
         )
     if report.failed:
         sys.exit(1)
@@ -141,8 +144,8 @@ def check(config_file: str | None) -> None:
     path = config_path(config_file)
     config = load(path)
     click.echo(
-        f"{path}: OK: {len(config.feeds)} feeds, {len(config.rules)} rules, "
-        f"{len(config.notify)} notifiers"
+        f"{path}: OK: {plural(len(config.feeds), 'feed')}, {plural(len(config.rules), 'rule')}, "
+        f"{plural(len(config.notify), 'notifier')}"
     )
     for warning in config.warnings():
         click.echo(f"warning: {warning}", err=True)
@@ -161,7 +164,9 @@ def demo() -> None:
     if not result.received:
         click.echo("No alert arrived: something is wrong; see the log lines above.", err=True)
         sys.exit(1)
-    click.echo(f"The local webhook received {len(result.received)} alerts. The first one:\n")
+    click.echo(
+        f"The local webhook received {plural(len(result.received), 'alert')}. The first one:\n"
+    )
     click.echo(_json(result.received[0]))
     rules = ", ".join(sorted({alert["rule"] for alert in result.received}))
     click.echo(f"\nRules that fired: {rules}. Edit config/watch.yaml and run `watcher run`.")
@@ -208,6 +213,10 @@ def test_rule(
     tags = {feed_config.name: feed_config.tags for feed_config in config.feeds}
     rows = []
     with _store(config) as store:
+        if feed is not None and feed not in tags and not store.item_count(feed):
+            known = _known(feed, tags)
+            message = f"no feed named {feed!r} in the config nor in the database ({known})"
+            raise click.BadParameter(message, param_hint="--feed")
         for item in store.items_since(_ago(since), feed):
             entry = item.entry
             for match in matcher.match(entry.searchable(), item.feed, tags.get(item.feed, ())):
@@ -248,6 +257,15 @@ def matches(
     config = _load(config_file)
     with _store(config) as store:
         found = store.recent_matches(_ago(since), rule_name, limit)
+    if rule_name is not None and rule_name not in {rule.name for rule in config.rules}:
+        if not found:
+            known = _known(rule_name, [rule.name for rule in config.rules])
+            message = (
+                f"no rule named {rule_name!r} in the config, and no match of it in the last "
+                f"{since} ({known})"
+            )
+            raise click.BadParameter(message, param_hint="--rule")
+        click.echo(f"warning: rule {rule_name!r} is no longer in the config", err=True)
     if as_json:
         records = [
             {
@@ -330,7 +348,9 @@ def status(config_file: str | None) -> None:
     else:
         holder = DatabaseLock(config.settings.database).holder()
         click.echo(f"daemon:    {f'running (pid {holder})' if holder else 'not running'}")
-    click.echo(f"database:  {database} ({size / 1e6:.1f} MB, {items:,} items)")
+    click.echo(
+        f"database:  {database} ({size / 1e6:.1f} MB, {items:,} item{'' if items == 1 else 's'})"
+    )
     feeds_line = ", ".join(f"{count} {name}" for name, count in sorted(health.items()))
     click.echo(f"feeds:     {len(config.feeds)} ({feeds_line or 'none'})")
     outbox_line = ", ".join(f"{count} {name}" for name, count in sorted(outbox.items()))
@@ -350,11 +370,20 @@ def status(config_file: str | None) -> None:
         ]
         headers = ("HOST", "PID", "STARTED", "LAST SEEN", "FEEDS HELD", "NOTIFIERS HELD")
         click.echo(_indented(table(headers, rows)))
-    click.echo("last alerts:" if recent else "last alerts: none in the last 7 days")
-    for match in recent:
-        click.echo(
-            f"  {_when(match.detected_at)}  {match.rule}  {one_line(match.item.entry.title)[:70]}"
+    if not recent:
+        click.echo("last alerts: none in the last 7 days")
+        return
+    click.echo("last alerts:")
+    alerts = [
+        (
+            _when(match.detected_at),
+            match.rule,
+            ", ".join(match.deliveries) or "- (no notifier)",
+            one_line(match.item.entry.title)[:70],
         )
+        for match in recent
+    ]
+    click.echo(_indented(table(("DETECTED", "RULE", "DELIVERIES", "TITLE"), alerts)))
 
 
 def _indented(text: str) -> str:
@@ -373,6 +402,7 @@ def feeds(as_json: bool, config_file: str | None) -> None:
         counts = store.item_counts()
     records: list[dict[str, Any]] = []
     rows: list[tuple[str, ...]] = []
+    now = datetime.now(UTC)
     for feed in config.feeds:
         state = states.get(feed.name) or FeedState(feed.name)
         status, items = _feed_status(state), counts.get(feed.name, 0)
@@ -385,23 +415,41 @@ def feeds(as_json: bool, config_file: str | None) -> None:
                 "failures": state.failures,
                 "last_error": state.last_error,
                 "next_try": _iso(state.next_poll),
+                "next_poll": None if state.gone else _iso(state.next_poll),
                 "moved_to": state.moved_to,
                 "items": items,
             }
         )
-        error = one_line(state.last_error or "")[:50]
+        # In full: it is the last column, so its length moves no other; and its end is
+        # often what helps (the feeds an HTML page advertises).
+        error = one_line(state.last_error or "")
         if state.moved_to:
             error = f"{error} (moved to {safe_link(state.moved_to)})".strip()
         seen = _when(state.last_success) if state.last_success else "-"
-        next_try = _when(state.next_poll) if state.next_poll and not state.gone else "-"
         rows.append(
-            (feed.name, status, seen, str(state.failures), next_try, str(items), error or "-")
+            (
+                feed.name,
+                status,
+                seen,
+                str(state.failures),
+                _next_poll(state, now),
+                str(items),
+                error or "-",
+            )
         )
     if as_json:
         click.echo(_json(records))
         return
-    headers = ("FEED", "STATUS", "LAST SUCCESS", "FAILURES", "BACKOFF UNTIL", "ITEMS", "LAST ERROR")
+    headers = ("FEED", "STATUS", "LAST SUCCESS", "FAILURES", "NEXT POLL", "ITEMS", "LAST ERROR")
     click.echo(table(headers, rows) if rows else "no feeds")
+
+
+def _next_poll(state: FeedState, now: datetime) -> str:
+    """When the feed is polled next: ``due`` when that time has come (a daemon polls it
+    now, or would if one ran), ``-`` when it never is (gone) or is not scheduled yet."""
+    if state.gone or state.next_poll is None:
+        return "-"
+    return "due" if state.next_poll <= now else _when(state.next_poll)
 
 
 def _feed_status(state: FeedState) -> str:
@@ -474,9 +522,14 @@ def retry(ids: tuple[int, ...], config_file: str | None) -> None:
     config = _load(config_file)
     with _store(config) as store:
         count = store.requeue(ids, datetime.now(UTC))
-    click.echo(f"{count} dead deliveries requeued; the daemon sends them on its next pass")
+    click.echo(
+        f"{plural(count, 'dead delivery', 'dead deliveries')} requeued; "
+        "the daemon sends them on its next pass"
+    )
     if ids and count < len(ids):
-        click.echo(f"{len(ids) - count} of the IDs given are not dead deliveries", err=True)
+        wrong = len(ids) - count
+        verb = "is not a dead delivery" if wrong == 1 else "are not dead deliveries"
+        click.echo(f"{wrong} of the IDs given {verb}", err=True)
         sys.exit(1)
 
 
@@ -504,7 +557,7 @@ def discover(url: str, timeout: float) -> None:
         return
     click.echo(
         f"{safe_link(result.url)} is a feed: {parsed.title or '(untitled)'}, "
-        f"{len(parsed.entries)} items"
+        f"{plural(len(parsed.entries), 'item')}"
     )
 
 
@@ -529,8 +582,23 @@ def _rule(query: str | None, rule_name: str | None, config: Config | None) -> Ru
     for rule in config.compiled_rules():
         if rule.name == rule_name:
             return rule
-    known = ", ".join(rule.name for rule in config.rules) or "none"
-    raise click.BadParameter(f"no rule named {rule_name!r} (known: {known})", param_hint="--rule")
+    known = _known(rule_name or "", [rule.name for rule in config.rules])
+    raise click.BadParameter(f"no rule named {rule_name!r} ({known})", param_hint="--rule")
+
+
+KNOWN_LISTED = 20
+"""Names an error about an unknown one lists at most (a config may have thousands)."""
+
+
+def _known(name: str, known: Collection[str]) -> str:
+    """The names there are, for an error about one that is not: the closest first."""
+    if not known:
+        return "known: none"
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    listed = ", ".join(sorted(known)[:KNOWN_LISTED])
+    more = f" and {len(known) - KNOWN_LISTED} more" if len(known) > KNOWN_LISTED else ""
+    return f"{hint}known: {listed}{more}"
 
 
 @contextmanager
@@ -551,7 +619,8 @@ def _ago(since: str) -> datetime:
 
 
 def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    """A time as tables show it, in UTC and saying so."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -12,7 +12,7 @@ import gc
 import importlib.util
 import os
 import re
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -35,7 +35,16 @@ from pydantic import (
 
 from watcher import DISTRIBUTION, __version__, urls
 from watcher.errors import ConfigError, QueryError
-from watcher.query import Node, combine, has_positive, parse, structured, term
+from watcher.query import (
+    OPERATORS,
+    Node,
+    _tokenize,
+    combine,
+    has_positive,
+    parse,
+    structured,
+    term,
+)
 from watcher.rules import Rule
 from watcher.yamlsource import Path_, Source
 
@@ -225,11 +234,10 @@ class _NotifierOptions(_Model):
         return True
 
 
-class WebhookOptions(_NotifierOptions):
-    type: Literal["webhook"]
+class _PostOptions(_NotifierOptions):
+    """A notifier that posts to an http(s) URL."""
+
     url: SecretStr  # empty: the notifier is disabled
-    secret: SecretStr | None = None  # signs the body with HMAC-SHA256
-    headers: dict[str, str] = {}
 
     @field_validator("url")
     @classmethod
@@ -242,19 +250,35 @@ class WebhookOptions(_NotifierOptions):
         return bool(self.url.get_secret_value())
 
 
-class SlackOptions(WebhookOptions):
-    type: Literal["slack"]  # type: ignore[assignment]
+class WebhookOptions(_PostOptions):
+    type: Literal["webhook"]
+    secret: SecretStr | None = None  # signs the body with HMAC-SHA256
+    headers: dict[str, str] = {}
+
+
+class SlackOptions(_PostOptions):
+    """Slack's incoming webhooks take no signature and no headers of ours: ``secret`` and
+    ``headers`` are unknown keys, not options silently ignored."""
+
+    type: Literal["slack"]
     template: str | None = None  # Jinja2 file for the message text; relative to the config
 
 
-class DiscordOptions(WebhookOptions):
-    type: Literal["discord"]  # type: ignore[assignment]
+class DiscordOptions(_PostOptions):
+    """Like Slack's, Discord's webhooks take no ``secret`` and no ``headers``."""
+
+    type: Literal["discord"]
     template: str | None = None  # Jinja2 file for the embed's description
+
+
+def _addresses(value: object) -> object:
+    """One address may be written without a list: ``to: desk@example.org``."""
+    return [value] if isinstance(value, str) else value
 
 
 class EmailOptions(_NotifierOptions):
     type: Literal["email"]
-    to: tuple[str, ...] = Field(min_length=1)
+    to: Annotated[tuple[str, ...], BeforeValidator(_addresses)] = Field(min_length=1)
     sender: str = Field(alias="from")
     host: str  # empty: the notifier is disabled
     port: int = Field(587, ge=1, le=65535)
@@ -281,7 +305,14 @@ NotifierOptions = Annotated[
     WebhookOptions | SlackOptions | DiscordOptions | EmailOptions | AppriseOptions,
     Field(discriminator="type"),
 ]
-NOTIFIER_TYPES = ("apprise", "discord", "email", "slack", "webhook")
+_NOTIFIER_MODELS: dict[str, type[_NotifierOptions]] = {
+    "apprise": AppriseOptions,
+    "discord": DiscordOptions,
+    "email": EmailOptions,
+    "slack": SlackOptions,
+    "webhook": WebhookOptions,
+}
+NOTIFIER_TYPES = tuple(_NOTIFIER_MODELS)
 _NOTIFIER_ADAPTER: TypeAdapter[Any] = TypeAdapter(NotifierOptions)
 
 
@@ -294,6 +325,8 @@ class Config(_Model):
     """The file the config was read from."""
     _queries: dict[str, Node] = PrivateAttr(default_factory=dict)
     """Each rule's query tree, kept from validation so that no query is parsed twice."""
+    _located_warnings: tuple[str, ...] = PrivateAttr(default=())
+    """Warnings found while reading the file, as ``file:line: path: message``."""
 
     def feed_interval(self, feed: FeedConfig) -> timedelta:
         return feed.interval or self.settings.interval
@@ -310,7 +343,7 @@ class Config(_Model):
 
     def warnings(self) -> list[str]:
         """Valid settings that will not do what the user may expect."""
-        found = []
+        found = list(self._located_warnings)
         disabled = self.disabled_notifiers()
         if disabled:
             found.append(
@@ -470,6 +503,9 @@ def _validate(data: dict[str, Any], source: Source) -> Config | None:
         notify={name: options for name, options in notify.items() if options is not None},
     )
     config._queries = queries
+    config._located_warnings = tuple(
+        source.at(path, message) for path, message in _doubtful(config.feeds, config.rules)
+    )
     return config
 
 
@@ -542,6 +578,52 @@ def _cross_check(
     return problems
 
 
+def _doubtful(
+    feeds: Sequence[FeedConfig], rules: Sequence[RuleConfig]
+) -> Iterator[tuple[Path_, str]]:
+    """Valid settings that will not do what the user may expect: one URL under two names
+    (fetched twice, its items alerted twice), a lower-case ``and`` meant as ``AND``."""
+    first: dict[str, int] = {}
+    for index, feed in enumerate(feeds):
+        parts = urlsplit(feed.url)
+        same = parts._replace(scheme=parts.scheme.lower(), netloc=parts.netloc.lower()).geturl()
+        if same in first:
+            earlier = feeds[first[same]].name
+            yield (
+                ("feeds", index, "url"),
+                f"feed {feed.name!r} has the same URL as feed {earlier!r}: it is fetched twice "
+                "and its items alerted twice; keep one",
+            )
+        first.setdefault(same, index)
+    for index, rule in enumerate(rules):
+        for column, word, meant in _operator_words(rule.query or ""):
+            yield (
+                ("rules", index, "query"),
+                f"column {column}: rule {rule.name!r} searches {word!r} as a word: did you mean "
+                f"{meant}? (operators are upper case)",
+            )
+
+
+_NEAR_WORD = re.compile(r"near/\d+", re.IGNORECASE)
+
+
+def _operator_words(query: str) -> list[tuple[int, str, str]]:
+    """(column, word, operator) of each bare word that reads as an operator but is not one
+    because of its case: ``and``, ``Or``, ``not``, ``near/5``."""
+    try:
+        tokens = _tokenize(query)
+    except QueryError:
+        return []
+    found = []
+    for token in tokens:
+        if token.kind != "term" or token.quoted or token.field is not None:
+            continue
+        meant = token.text.upper()
+        if meant in OPERATORS or _NEAR_WORD.fullmatch(token.text):
+            found.append((token.column, token.text, meant))
+    return found
+
+
 def _check_rule_query(
     rule: RuleConfig, where: Path_
 ) -> tuple[Node | None, list[tuple[Path_, str]]]:
@@ -602,8 +684,11 @@ def _validated(source: Source, model: Any, value: Any, path: Path_) -> Any:
 
 def _locate(source: Source, error: Mapping[str, Any]) -> str:
     """A pydantic error as ``file:line: path: message``."""
-    path = _user_path(tuple(error["loc"]))
+    loc = tuple(error["loc"])
+    path = _user_path(loc)
     kind = error["type"]
+    if kind == "extra_forbidden" and len(path) == 3 and path[0] == "notify":
+        return source.at(path, _unknown_notifier_key(str(path[-1]), loc[2]))
     if kind == "extra_forbidden":
         key = path[-1]
         parent_fields = _fields_at(path[:-1])
@@ -621,6 +706,18 @@ def _locate(source: Source, error: Mapping[str, Any]) -> str:
         return source.at(path, f"missing required key 'type' (one of {', '.join(NOTIFIER_TYPES)})")
     message = str(error["msg"]).removeprefix("Value error, ")
     return source.at(path, message[:1].lower() + message[1:])
+
+
+def _unknown_notifier_key(key: str, kind: str) -> str:
+    """Name the notifier's type, and the types that do take the key (a Slack notifier
+    given a webhook's ``secret``)."""
+    known = _aliases(_NOTIFIER_MODELS[kind])
+    takers = [other for other, model in _NOTIFIER_MODELS.items() if key in _aliases(model)]
+    if takers:
+        hint = f" (only {', '.join(takers)} notifiers take it)"
+    else:
+        hint = _suggest(key, known) or f" (known: {', '.join(sorted(known))})"
+    return f"unknown key {key!r} for a {kind} notifier{hint}"
 
 
 def _user_path(loc: tuple[Any, ...]) -> Path_:
@@ -641,8 +738,6 @@ _SECTION_FIELDS: dict[tuple[str, ...], type[BaseModel]] = {
 
 def _fields_at(path: Path_) -> list[str]:
     shape = tuple(part for part in path if isinstance(part, str))
-    if len(shape) == 2 and shape[0] == "notify":
-        return sorted({f for model in (WebhookOptions, EmailOptions) for f in _aliases(model)})
     model = _SECTION_FIELDS.get(shape)
     return _aliases(model) if model else []
 

@@ -13,12 +13,14 @@ Signal handlers only set events; the main thread acts on them.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
 import threading
 import uuid
-from datetime import UTC, timedelta
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -38,7 +40,8 @@ from watcher.errors import ConfigError, StateError
 from watcher.health import HealthServer
 from watcher.metrics import Metrics
 from watcher.schedule import FeedScheduler, Trouble
-from watcher.state import DatabaseLock, Process, ScheduledFeed, is_postgres
+from watcher.state import DatabaseLock, FeedState, Process, ScheduledFeed, is_postgres
+from watcher.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,35 @@ def scheduled_feeds(config: Config) -> list[ScheduledFeed]:
         )
         for index, feed in enumerate(feeds)
     ]
+
+
+def first_polls(config: Config, states: Mapping[str, FeedState], start: datetime) -> str:
+    """When the feeds are first polled, for the start's log: feeds new to the database are
+    spread over their interval, and a daemon waiting for them must not look idle."""
+    due, later = 0, []
+    for feed in config.feeds:
+        state = states.get(feed.name)
+        if state is None or state.gone:
+            continue
+        if state.next_poll is None or state.next_poll <= start:
+            due += 1
+        else:
+            later.append(state.next_poll)
+    if not later:
+        return f"first polls: {plural(due, 'feed')} due now"
+    return (
+        f"first polls: {plural(due, 'feed')} due now, {len(later)} spread over the next "
+        f"{_span(max(later) - start)}"
+    )
+
+
+def _span(delta: timedelta) -> str:
+    seconds = math.ceil(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{math.ceil(seconds / 60)}min"
+    return f"{math.ceil(seconds / 3600)}h"
 
 
 def _needs_restart(old: Config, new: Config) -> list[str]:
@@ -183,6 +215,7 @@ class Daemon:
         store.heartbeat(self.process)
         store.sync_feeds(scheduled_feeds(self.config), start)
         self.pipeline.bury_orphans()
+        schedule = first_polls(self.config, store.feed_states(), now())  # before any is polled
         self.scheduler.add_job(
             self._prune,
             "interval",
@@ -221,13 +254,14 @@ class Daemon:
         for warning in self.config.warnings():
             log.warning("%s", warning)
         log.info(
-            "watcher started: %d feeds, %d rules, %d notifiers, database %s%s",
-            len(self.config.feeds),
-            len(self.config.rules),
-            len(self.pipeline.notifiers),
+            "watcher started: %s, %s, %s, database %s%s",
+            plural(len(self.config.feeds), "feed"),
+            plural(len(self.config.rules), "rule"),
+            plural(len(self.pipeline.notifiers), "notifier"),
             store.description,
             f" (process {self.process.host}:{self.process.pid})" if self.shared else "",
         )
+        log.info("%s", schedule)
 
     def run_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly; SIGHUP reloads the config."""

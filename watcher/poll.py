@@ -20,7 +20,7 @@ from watcher.models import Entry
 from watcher.parse import ParsedFeed, parse_feed
 from watcher.rules import Match, Matcher
 from watcher.state import FeedState, NewItem, Store
-from watcher.text import one_line
+from watcher.text import one_line, plural
 
 log = logging.getLogger(__name__)
 
@@ -301,15 +301,15 @@ def _too_old(published: datetime | None, cutoff: datetime) -> bool:
 
 def _log_recovery(feed: str, failures: int) -> None:
     if failures:
-        log.info("feed %s: recovered after %d failed polls", feed, failures)
+        log.info("feed %s: recovered after %s", feed, plural(failures, "failed poll"))
 
 
 def _log_outcome(outcome: PollOutcome, deliveries: int) -> None:
     if outcome.baseline and outcome.new_items:
         log.info(
-            "feed %s: first poll, %d items stored as a baseline (not alerted)",
+            "feed %s: first poll, %s stored as a baseline (not alerted)",
             outcome.feed,
-            len(outcome.new_items),
+            plural(len(outcome.new_items), "item"),
         )
         return
     for item in outcome.new_items:
@@ -323,9 +323,9 @@ def _log_outcome(outcome: PollOutcome, deliveries: int) -> None:
             )
     if outcome.new_items:
         log.info(
-            "feed %s: %d new items, %d matches, %d deliveries queued",
+            "feed %s: %s, %s, %s queued",
             outcome.feed,
-            len(outcome.new_items),
-            outcome.matches,
-            deliveries,
+            plural(len(outcome.new_items), "new item"),
+            plural(outcome.matches, "match", "matches"),
+            plural(deliveries, "delivery", "deliveries"),
         )

@@ -127,6 +127,11 @@ def one_line(text: str) -> str:
     return _SPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
 
 
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """``1 feed``, ``2 feeds``; ``nouns`` for the plural when adding an s is not it."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
 def highlight(
     text: str, words: Collection[str], mark: Callable[[str], str], escape: Callable[[str], str]
 ) -> str:

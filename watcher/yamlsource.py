@@ -26,6 +26,8 @@ MAX_ALIAS_VALUES = 10_000
 _ENV = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+"""What YAML counts as the end of a line (its marks count lines by these)."""
 _COUNTING = -1
 _OPENING = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
 _CLOSING = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
@@ -44,6 +46,17 @@ def _too_deep(text: str) -> int | None:
         elif isinstance(event, _CLOSING):
             depth -= 1
     return None
+
+
+def _tab_at(text: str, line: int, column: int) -> bool:
+    """Whether a syntax error is a tab's doing: the parser stopped on a tab, or in a line
+    indented with one (libyaml's "found character that cannot start any token" says neither)."""
+    lines = _LINE_BREAK.split(text)
+    if line >= len(lines):
+        return False
+    found = lines[line]
+    indentation = found[: len(found) - len(found.lstrip(" \t"))]
+    return "\t" in indentation or found[column : column + 1] == "\t"
 
 
 def format_path(path: Path_) -> str:
@@ -95,6 +108,8 @@ class Source:
             mark = getattr(exc, "problem_mark", None)
             line = f":{mark.line + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc)
+            if mark is not None and _tab_at(text, mark.line, mark.column):
+                problem = "a tab: YAML does not allow tabs for indentation (indent with spaces)"
             self.problems.append(f"{self.filename}{line}: YAML syntax error: {problem}")
             return None
         if node is None:

@@ -253,7 +253,7 @@ def test_deliveries_and_retry_commands(db, receiver, tmp_path):
     assert [(d["status"], d["notifier"], d["rule"]) for d in failed] == [("dead", "hook", "talks")]
     assert failed[0]["last_error"].startswith("HTTP 400")
     retried = runner.invoke(main, ["retry", str(failed[0]["id"]), "-c", str(config)])
-    assert retried.exit_code == 0 and retried.stdout.startswith("1 dead deliveries requeued")
+    assert retried.exit_code == 0 and retried.stdout.startswith("1 dead delivery requeued")
     assert runner.invoke(main, ["retry", "999", "-c", str(config)]).exit_code == 1
     assert db.delivery_counts() == {"pending": 1, "sent": 1}
 
