@@ -54,3 +54,11 @@ def test_every_install_hint_names_the_distribution():
     ]
     assert hints and all(name in (DISTRIBUTION, "-e", ".") for _, name in hints), hints
     assert not [h for h in hints if h[1] == "watcher"]
+
+
+def test_the_image_installs_dependencies_before_the_code_and_checks_its_own_port():
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert text.index("pip install '.[apprise,postgres]'") < text.index("COPY watcher ")
+    healthcheck = text[text.index("HEALTHCHECK") :]
+    assert "WATCHER_LISTEN" in healthcheck and "9187/healthz" not in healthcheck
+    assert "WATCHER_DB=/app/state/watcher.db" in text
