@@ -124,10 +124,17 @@ def test_log_lines_count_one_thing_in_the_singular(poll, feed_server, caplog):
 
 
 def test_304_costs_no_parsing(poll, feed_server):
+    parsed: list[str] = []
+
+    def counted(*args):
+        parsed.append(args[0])
+        return parse_feed(*args)
+
     feed_server.routes["/feed.xml"] = Route(rss(item("1", "x")), etag='"v1"')
-    assert poll()[0].status == "new"
-    assert poll()[0].status == "not_modified"
+    assert poll(parse=counted)[0].status == "new"
+    assert poll(parse=counted)[0].status == "not_modified"
     assert feed_server.requests[-1].headers["If-None-Match"] == '"v1"'
+    assert parsed == ["world"]  # the 304 was not parsed
 
 
 def test_a_database_failure_fails_the_poll_and_loses_nothing(

@@ -157,8 +157,7 @@ def test_scheduler_trouble_is_logged_and_counted(make_config, caplog):
 
 
 def test_a_second_sigint_exits_at_once(tmp_path, feed_server, receiver):
-    import time
-
+    # the poll drips for about 15 s, well past the wait below: only exiting at once ends it
     feed_server.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "x"}), drip=0.05)
     config = daemon_config(tmp_path, feed_server.url("/feed.xml"), receiver.url("/hook"))
     daemon = start(config)
@@ -168,10 +167,8 @@ def test_a_second_sigint_exits_at_once(tmp_path, feed_server, receiver):
         output.wait_for("watcher started")
         daemon.send_signal(signal.SIGINT)
         output.wait_for("stopping: waiting for polls and deliveries in flight")
-        started = time.monotonic()
         daemon.send_signal(signal.SIGINT)
-        daemon.wait(timeout=10)
-        assert time.monotonic() - started < 2  # the slow poll was not waited for
+        daemon.wait(timeout=5)  # raises if the slow poll were waited for
     finally:
         if daemon.poll() is None:
             daemon.kill()
