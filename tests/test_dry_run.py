@@ -39,3 +39,29 @@ def test_a_dry_run_leaves_an_existing_database_untouched(make_config, feed_serve
         for path in sorted((tmp_path / "state").iterdir())
     }
     assert after == before
+
+
+def test_once_on_a_shared_database_leaves_the_daemons_leases_alone(
+    make_config, feed_server, postgres_url, receiver
+):
+    from datetime import UTC, datetime, timedelta
+
+    from watcher.state import open_store
+
+    feed_server.routes["/feed.xml"] = Route(rss({"guid": "1", "title": "Istanbul talks"}))
+    config = make_config(
+        settings={"database": postgres_url},
+        feeds=[{"url": feed_server.url("/feed.xml"), "name": "world", "backfill": True}],
+        rules=[{"name": "talks", "query": "Istanbul", "notify": ["hook"]}],
+        notify={"hook": {"type": "webhook", "url": receiver.url("/hook")}},
+    )
+    store = open_store(postgres_url)
+    try:
+        now = datetime.now(UTC)
+        assert store.claim_notifiers("daemon", ["hook"], now, timedelta(minutes=5)) == ["hook"]
+        run_once(config)
+        assert not receiver.requests  # the daemon holding the notifier sends its alerts
+        assert store.claim_notifiers("other", ["hook"], now, timedelta(minutes=5)) == []
+        assert store.delivery_counts() == {"pending": 1}
+    finally:
+        store.close()

@@ -104,3 +104,17 @@ def test_deliveries_of_a_removed_notifier_die_at_reload_and_come_back_with_retry
     (dead,) = store.deliveries(failed=True)
     assert (dead.status, dead.last_error) == ("dead", "notifier removed from the config")
     assert store.requeue([], datetime.now(UTC)) == 1  # `watcher retry`, once it is back
+
+
+def test_a_claimed_feed_not_in_the_config_is_put_off_not_claimed_again_at_once(daemon):
+    from datetime import UTC, datetime, timedelta
+
+    from watcher.state import ScheduledFeed
+
+    store = daemon.pipeline.store
+    now = datetime.now(UTC)
+    store.sync_feeds([ScheduledFeed("ghost", "http://127.0.0.1:9/g", timedelta(1), now)], now)
+    assert store.claim_feeds(daemon.process.id, now, 10, timedelta(minutes=1)) == ["ghost"]
+    daemon._poll("ghost")
+    assert store.claim_feeds(daemon.process.id, now + timedelta(seconds=30), 10, timedelta(1)) == []
+    assert store.feed_state("ghost").next_poll >= now + timedelta(minutes=1)

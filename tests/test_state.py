@@ -43,6 +43,7 @@ def test_sqlite_schema_is_migrated_and_recorded(db):
         "add_feed_health",
         "add_schedule",
         "reindex_only_text_and_mark_full_polls",
+        "index_pruning_and_leases",
     ]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
@@ -382,7 +383,12 @@ def test_processes_starting_together_migrate_once(postgres_url):
 
     with psycopg.connect(postgres_url) as connection:
         names = [row[0] for row in connection.execute("SELECT name FROM watcher_migrations")]
-    assert sorted(names) == ["add_schedule", "create_core_tables", "mark_full_polls"]
+    assert sorted(names) == [
+        "add_schedule",
+        "create_core_tables",
+        "index_pruning_and_leases",
+        "mark_full_polls",
+    ]
     for store in stores:
         store.close()
 
@@ -513,3 +519,60 @@ def test_deliveries_of_notifiers_gone_from_the_config_are_buried(store):
     assert (dead.notifier, dead.last_error) == ("gone", "notifier removed from the config")
     assert store.requeue([], NOW) == 1
     assert [d.notifier for d in store.due_deliveries(NOW, ["slack", "gone"])] == ["slack", "gone"]
+
+
+def test_a_feed_whose_url_changed_starts_afresh_even_if_it_was_gone(store):
+    store.sync_feeds(scheduled("a", "b"), NOW)
+    store.record_failure("a", "http://example.org/a", "HTTP 410", NOW, retry_at=NOW, gone=True)
+    later = NOW + timedelta(days=1)
+    store.record_failure("b", "http://example.org/b", "HTTP 500", NOW, retry_at=later)
+    moved = [
+        ScheduledFeed(name, f"http://example.org/new-{name}", timedelta(minutes=5), NOW)
+        for name in "ab"
+    ]
+    store.sync_feeds(moved, NOW)
+    assert store.claim_feeds("p", NOW, 10, LEASE) == ["a", "b"]
+    assert not store.feed_state("a").gone and store.feed_state("b").failures == 0
+
+
+def test_a_delivery_recorded_by_one_pass_is_not_undone_by_a_late_one(store):
+    match = Match("talks", ("x",), ("hook",))
+    ingest(store, "f", [NewItem(Entry("a"), (match,))])
+    (delivery,) = store.due_deliveries(NOW, ["hook"])
+    store.mark_sent(delivery.id, NOW)  # a second pass, after the first's lease ran out
+    store.mark_failed(delivery.id, "timed out", retry_at=NOW, now=NOW)  # the first, late
+    store.mark_failed(delivery.id, "HTTP 400", retry_at=None, now=NOW)
+    assert store.delivery_counts() == {"sent": 1}
+
+
+def test_a_released_feed_can_be_put_off(store):
+    store.sync_feeds(scheduled("a"), NOW)
+    store.claim_feeds("p", NOW, 10, LEASE)
+    store.release_feeds("p", ["a"], until=NOW + timedelta(minutes=1))
+    assert store.claim_feeds("q", NOW + timedelta(seconds=59), 10, LEASE) == []
+    assert store.claim_feeds("q", NOW + timedelta(minutes=1), 10, LEASE) == ["a"]
+
+
+def test_one_story_ingested_by_two_feeds_at_once_alerts_once(store, monkeypatch):
+    """Two polls of one story (one link, two feeds) in the same moment: the second waits
+    for the first's transaction, sees its match, and makes no second delivery."""
+    checked = watcher.state.sql._seen_elsewhere
+
+    def slow_check(*args):
+        seen = checked(*args)
+        threading.Event().wait(0.5)  # both would check before either commits
+        return seen
+
+    monkeypatch.setattr(watcher.state.sql, "_seen_elsewhere", slow_check)
+    match = Match("talks", ("Istanbul",), ("hook",))
+
+    def poll(feed: str) -> None:
+        entry = Entry("k", title="Istanbul", link=f"https://news.example/story?utm_source={feed}")
+        ingest(store, feed, [NewItem(entry, (match,))])
+
+    threads = [threading.Thread(target=poll, args=(feed,)) for feed in ("one", "two")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert store.delivery_counts() == {"pending": 1}

@@ -8,6 +8,7 @@ import gc
 import logging
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor as Pool
 from dataclasses import dataclass, field
@@ -52,7 +53,8 @@ class Pipeline:
 
     def __init__(self, config: Config) -> None:
         settings = config.settings
-        self.store = open_store(settings.database)
+        # each polling thread and each notifier's may hold a connection at once
+        self.store = open_store(settings.database, connections=settings.concurrency + 16)
         self.session = new_session(settings.user_agent, pool_size=settings.concurrency)
         self.parsers = ParserPool()
         """Large bodies are parsed in worker processes, under a deadline; the workers start
@@ -123,17 +125,23 @@ class Pipeline:
     def notifiers(self) -> Mapping[str, Notifier]:
         return self.runtime.senders.notifiers
 
-    def deliver(self) -> DeliveryReport:
-        """One delivery pass, waiting for every notifier (``watcher once``)."""
+    def deliver(self, owner: str | None = None) -> DeliveryReport:
+        """One delivery pass, waiting for every notifier (``watcher once``). With ``owner``
+        (a database shared with running daemons), only the notifiers no daemon holds."""
         senders = self.senders
-        return deliver_due(
-            self.store,
-            senders.notifiers,
-            senders.retry,
-            now(),
-            limiters=senders.limiters,
-            stop=self.stopping,
-        )
+        try:
+            return deliver_due(
+                self.store,
+                senders.notifiers,
+                senders.retry,
+                now(),
+                limiters=senders.limiters,
+                stop=self.stopping,
+                owner=owner,
+            )
+        finally:
+            if owner is not None:
+                self.store.release_notifiers(owner)
 
     def close(self) -> None:
         self.parsers.close()
@@ -185,8 +193,9 @@ def _scratch(config: Config) -> Iterator[Config]:
 
 def _cycle(config: Config, *, dry_run: bool) -> CycleReport:
     pipeline = Pipeline(config)
+    shared = is_postgres(config.settings.database)
     try:
-        if not dry_run:
+        if not dry_run and not shared:  # the lock says no other process holds a lease
             pipeline.store.release_leases()
             pipeline.bury_orphans()
         moment = now()
@@ -199,7 +208,7 @@ def _cycle(config: Config, *, dry_run: bool) -> CycleReport:
             )
         report = CycleReport(outcomes)
         if not dry_run:
-            report.delivery = pipeline.deliver()
+            report.delivery = pipeline.deliver(owner=f"once-{uuid.uuid4().hex}" if shared else None)
         return report
     finally:
         pipeline.close()

@@ -53,6 +53,9 @@ RETENTION_DELAY = timedelta(hours=1)
 """The first pruning waits this long after start: a restart loop does not prune in a loop."""
 CONFIG_CHECK = timedelta(seconds=2)
 """How often the config file is checked for changes."""
+UNKNOWN_FEED_WAIT = timedelta(minutes=1)
+"""A feed claimed but not in this process's config is due again this much later (another
+process, whose config has it, polls it meanwhile)."""
 HEARTBEAT = timedelta(seconds=10)
 """How often a process tells the database it is alive (``watcher status`` lists it)."""
 CONTROL_THREADS = 4
@@ -213,8 +216,9 @@ class Daemon:
         start = now()
         store = self.pipeline.store
         store.heartbeat(self.process)
-        store.sync_feeds(scheduled_feeds(self.config), start)
-        self.pipeline.bury_orphans()
+        store.sync_feeds(scheduled_feeds(self.config), start, retire=not self.shared)
+        if not self.shared:  # processes sharing a database may run different configs a while
+            self.pipeline.bury_orphans()
         schedule = first_polls(self.config, store.feed_states(), now())  # before any is polled
         self.scheduler.add_job(
             self._prune,
@@ -359,8 +363,11 @@ class Daemon:
             self._applied = fingerprint(config)
             self.pipeline.apply(config)
             try:
-                self.pipeline.store.sync_feeds(scheduled_feeds(config), now())
-                self.pipeline.bury_orphans()
+                self.pipeline.store.sync_feeds(
+                    scheduled_feeds(config), now(), retire=not self.shared
+                )
+                if not self.shared:
+                    self.pipeline.bury_orphans()
             except StateError as exc:
                 log.error("config reload: the database could not be brought up to date: %s", exc)
             self.feeds.wake()
@@ -393,8 +400,9 @@ class Daemon:
 
     def _poll(self, name: str) -> None:
         feed = self.pipeline.feed(name)
-        if feed is None:  # removed by a reload after it was claimed
-            self.pipeline.store.release_feeds(self.process.id, [name])
+        if feed is None:  # not in this process's config (a reload, or another's feed)
+            later = now() + UNKNOWN_FEED_WAIT
+            self.pipeline.store.release_feeds(self.process.id, [name], until=later)
             return
         outcome = self.pipeline.poller.poll(feed, now())
         self.metrics.observe_poll(outcome)

@@ -133,6 +133,7 @@ def deliver_due(
     limiters: Mapping[str, RateLimiter] | None = None,
     stop: threading.Event | None = None,
     batch: int = BATCH,
+    owner: str | None = None,
 ) -> DeliveryReport:
     """One pass: send every due delivery, each notifier's in its own thread and in
     detection order, and return when every notifier is done (each send ends by its
@@ -155,6 +156,7 @@ def deliver_due(
         clock=clock,
         on_report=report.merge,
         batch=batch,
+        owner=owner,
     )
     outbox.wake()
     outbox.close()

@@ -101,7 +101,7 @@ class FeedScheduler:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)  # queued polls: leases given back
 
     def _run(self) -> None:
         while not self.stopping.is_set():
@@ -113,6 +113,9 @@ class FeedScheduler:
             except StateError as exc:
                 self.trouble.failed(exc)
                 wait = IDLE
+            except Exception:  # a bug: logged, and the loop goes on, or polling would stop
+                log.exception("scheduling failed")
+                wait = IDLE
             self._wake.wait(wait)
 
     def _claim(self) -> None:
@@ -122,6 +125,8 @@ class FeedScheduler:
             return
         for name in self.store.claim_feeds(self.owner, self.clock(), room, self.lease):
             with self._lock:
+                if name in self._in_flight:
+                    continue  # a poll that outlived its lease: the claim renewed it
                 self._in_flight.add(name)
             self._pool.submit(self._poll, name)
 

@@ -55,14 +55,15 @@ def is_postgres(database: str) -> bool:
     return database.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(database: str | Path, *, create: bool = True) -> Store:
+def open_store(database: str | Path, *, create: bool = True, connections: int = 20) -> Store:
     """The store of a database setting: a path (SQLite) or a ``postgresql://`` URL.
     ``create`` False (the commands that only look): a missing SQLite file is an error
-    saying where it was looked for, never a new, empty database."""
+    saying where it was looked for, never a new, empty database. ``connections``: the most
+    a PostgreSQL pool opens (SQLite opens one per thread)."""
     if is_postgres(str(database)):
         from watcher.state.postgres import PostgresStore
 
-        return PostgresStore(str(database))
+        return PostgresStore(str(database), pool_size=connections)
     from watcher.state.sqlite import SQLiteStore
 
     return SQLiteStore(database, create=create)

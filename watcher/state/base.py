@@ -125,10 +125,14 @@ class Schedule(ABC):
     that claimed it, under a lease that runs out if that process dies."""
 
     @abstractmethod
-    def sync_feeds(self, feeds: Sequence[ScheduledFeed], now: datetime) -> None:
-        """Make these the feeds to poll: new ones are first due at their ``first_poll``, a
-        shortened interval brings the next poll forward, and feeds no longer configured are
-        no longer claimed (their items stay)."""
+    def sync_feeds(
+        self, feeds: Sequence[ScheduledFeed], now: datetime, *, retire: bool = True
+    ) -> None:
+        """Make these the feeds to poll: new ones are first due at their ``first_poll``, one
+        whose URL changed starts afresh (health, backoff, gone), a shortened interval
+        brings the next poll forward, and with ``retire`` feeds no longer configured are no
+        longer claimed (their items stay). Processes sharing a database during a rolling
+        config change do not retire: another may still have the feed."""
 
     @abstractmethod
     def claim_feeds(self, owner: str, now: datetime, limit: int, lease: timedelta) -> list[str]:
@@ -140,8 +144,11 @@ class Schedule(ABC):
         polled, the end of its lease if that is later."""
 
     @abstractmethod
-    def release_feeds(self, owner: str, names: Sequence[str] = ()) -> None:
-        """Give back leases on feeds (all of the owner's when ``names`` is empty)."""
+    def release_feeds(
+        self, owner: str, names: Sequence[str] = (), *, until: datetime | None = None
+    ) -> None:
+        """Give back leases on feeds (all of the owner's when ``names`` is empty), due again
+        at ``until`` when given."""
 
     @abstractmethod
     def claim_notifiers(
@@ -251,7 +258,8 @@ class Outbox(ABC):
     def mark_sent(
         self, delivery_ids: int | Sequence[int], now: datetime, note: str | None = None
     ) -> None:
-        """Record acknowledged deliveries (a digest's together); ``note`` keeps a warning."""
+        """Record acknowledged deliveries (a digest's together); ``note`` keeps a warning.
+        Only pending ones: a delivery another pass already recorded stays as it is."""
 
     @abstractmethod
     def mark_failed(

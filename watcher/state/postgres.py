@@ -20,7 +20,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from watcher.errors import StateError
 from watcher.state.base import StoredItem
-from watcher.state.sql import ITEM_COLUMNS_I, SQLStore, stored_item
+from watcher.state.sql import ITEM_COLUMNS_I, SQLStore, Tx, stored_item
 
 CONNECT_TIMEOUT = 10
 MIGRATION_LOCK = 0x77617463  # "watc": one advisory lock id for watcher's migrations
@@ -124,6 +124,13 @@ MIGRATIONS: list[tuple[str, str]] = [
             (SELECT max(last_seen) FROM items WHERE items.feed = feeds.name);
         """,
     ),
+    (
+        "index_pruning_and_leases",
+        """
+        CREATE INDEX items_last_seen ON items (last_seen);
+        CREATE INDEX feeds_lease_owner ON feeds (lease_owner);
+        """,
+    ),
 ]
 
 
@@ -199,6 +206,10 @@ class PostgresStore(SQLStore):
     def _error(self, exc: Exception) -> StateError:
         message = self._scrub(" ".join(str(exc).split()))
         return StateError(f"PostgreSQL {self.server}: {message}")
+
+    def _lock_stories(self, tx: Tx, keys: Sequence[str]) -> None:
+        for key in keys:  # sorted by the caller: two ingests take them in the same order
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext(?))", [key])
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[_Tx]:

@@ -68,6 +68,11 @@ class SQLStore(Store):
     lock_rows = ""
     """What a backend adds to a SELECT of rows to claim, so that claims skip each other."""
 
+    def _lock_stories(self, tx: Tx, keys: Sequence[str]) -> None:
+        """Hold, until the transaction ends, a lock on each (rule, story link) about to be
+        checked for an earlier alert, so two ingests of one story cannot both alert. SQLite
+        needs none: its writes are one at a time."""
+
     @abstractmethod
     def _read(self) -> AbstractContextManager[Tx]:
         """A connection to read with."""
@@ -98,10 +103,20 @@ class SQLStore(Store):
 
     # schedule
 
-    def sync_feeds(self, feeds: Sequence[ScheduledFeed], now: datetime) -> None:
+    def sync_feeds(
+        self, feeds: Sequence[ScheduledFeed], now: datetime, *, retire: bool = True
+    ) -> None:
         stamp = timestamp(now)
         with self._write() as tx:
-            tx.execute("UPDATE feeds SET active = 0 WHERE active = 1")
+            if retire:
+                tx.execute("UPDATE feeds SET active = 0 WHERE active = 1")
+            # a feed whose URL changed starts afresh (validators, health, gone, backoff)
+            tx.executemany(
+                "UPDATE feeds SET url = ?, etag = NULL, last_modified = NULL, body_hash = NULL,"
+                " gone = 0, moved_to = NULL, failures = 0, next_poll = ? WHERE name = ?"
+                " AND url <> ?",
+                [(f.url, timestamp(f.first_poll), f.name, f.url) for f in feeds],
+            )
             tx.executemany(
                 "INSERT INTO feeds (name, url, created_at, next_poll, active)"
                 " VALUES (?, ?, ?, ?, 1) ON CONFLICT (name) DO UPDATE SET active = 1,"
@@ -140,13 +155,21 @@ class SQLStore(Store):
             ).fetchone()
         return from_timestamp(row[0]) if row else None
 
-    def release_feeds(self, owner: str, names: Sequence[str] = ()) -> None:
-        sql = "UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = ?"
+    def release_feeds(
+        self, owner: str, names: Sequence[str] = (), *, until: datetime | None = None
+    ) -> None:
+        sql = "UPDATE feeds SET lease_owner = NULL, lease_until = NULL"
+        params: list[Any] = []
+        if until is not None:
+            sql += ", next_poll = ?"
+            params.append(timestamp(until))
+        sql += " WHERE lease_owner = ?"
+        params.append(owner)
         with self._write() as tx:
             if not names:
-                tx.execute(sql, [owner])
+                tx.execute(sql, params)
             for chunk in _chunks(names):
-                tx.execute(sql + f" AND name IN ({_marks(chunk)})", [owner, *chunk])
+                tx.execute(sql + f" AND name IN ({_marks(chunk)})", [*params, *chunk])
 
     def claim_notifiers(
         self, owner: str, names: Sequence[str], now: datetime, lease: timedelta
@@ -339,6 +362,17 @@ class SQLStore(Store):
             quiet = [_item_row(feed, i.entry, stamp) for i in items if not i.matches]
             if quiet:  # most items match nothing: stored in one statement
                 tx.executemany(INSERT_ITEM, quiet)
+            self._lock_stories(
+                tx,
+                sorted(
+                    {
+                        f"{match.rule} {canonical}"
+                        for item in items
+                        for match in item.matches
+                        if (canonical := canonical_link(item.entry.link))
+                    }
+                ),
+            )
             for item in items:
                 if not item.matches:
                     continue
@@ -485,7 +519,8 @@ class SQLStore(Store):
         with self._write() as tx:
             tx.execute(
                 "UPDATE deliveries SET status = 'sent', sent_at = ?, attempts = attempts + 1,"
-                f" last_error = ?, lease_until = NULL WHERE id IN ({_marks(ids)})",
+                f" last_error = ?, lease_until = NULL WHERE id IN ({_marks(ids)})"
+                " AND status = 'pending'",
                 [timestamp(now), note, *ids],
             )
 
@@ -502,7 +537,8 @@ class SQLStore(Store):
         with self._write() as tx:
             tx.execute(
                 "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?,"
-                f" next_attempt = ?, lease_until = NULL WHERE id IN ({_marks(ids)})",
+                f" next_attempt = ?, lease_until = NULL WHERE id IN ({_marks(ids)})"
+                " AND status = 'pending'",
                 [status, error, timestamp(retry_at or now), *ids],
             )
 

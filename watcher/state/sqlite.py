@@ -161,6 +161,16 @@ MIGRATIONS: list[tuple[str, str]] = [
             (SELECT max(last_seen) FROM items WHERE items.feed = feeds.name);
         """,
     ),
+    (
+        "index_pruning_and_leases",
+        # Retention finds old items by last_seen, deletes deliveries by their match (and so
+        # does the foreign key check of each deleted match); leases are found by owner.
+        """
+        CREATE INDEX idx_items_last_seen ON items (last_seen);
+        CREATE INDEX idx_deliveries_match_id ON deliveries (match_id);
+        CREATE INDEX idx_feeds_lease_owner ON feeds (lease_owner);
+        """,
+    ),
 ]
 """Ordered and named; each runs in its own transaction, recorded in ``_sqlite_migrations``
 (the table sqlite-utils kept them in, so databases made before keep their record)."""
