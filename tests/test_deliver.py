@@ -149,3 +149,16 @@ def test_a_failing_notifier_does_not_loop_when_its_retry_is_due_at_once(db, rece
         db, hooks(receiver, "hook"), RetrySettings(first=timedelta(0)), NOW, batch=1
     )
     assert (report.sent, report.retrying) == (0, 1)
+
+
+def test_a_drain_stops_once_another_process_holds_its_notifier(db):
+    import threading
+    from datetime import UTC, datetime, timedelta
+
+    from watcher.deliver import Outbox
+
+    now = datetime.now(UTC)
+    outbox = Outbox(db, lambda: None, stop=threading.Event(), clock=lambda: now, owner="A")
+    assert outbox._holds("hook")  # free: taken
+    assert db.claim_notifiers("B", ["hook"], now + timedelta(minutes=2), timedelta(minutes=1))
+    assert not outbox._holds("hook")  # A's lease ran out and B took it: A sends no more

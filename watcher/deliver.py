@@ -234,6 +234,15 @@ class Outbox:
             worker.thread.join(None if end is None else max(end - time.monotonic(), 0.0))
         return sorted(worker.name for worker in workers if worker.thread.is_alive())
 
+    def _holds(self, name: str) -> bool:
+        """Whether this process still sends the notifier (its lease renewed): processes
+        sharing the outbox send a notifier's deliveries one at a time."""
+        if self.owner is None:
+            return True
+        return self.store.claim_notifiers(self.owner, [name], self.clock(), NOTIFIER_LEASE) == [
+            name
+        ]
+
     def _work(self, worker: _Worker) -> None:
         name = worker.name
         while True:
@@ -249,7 +258,15 @@ class Outbox:
                         del self._workers[name]
                 return
             report = DeliveryReport()
-            drain = _Drain(self.store, senders.retry, self.clock, report, self.stop, self.batch)
+            drain = _Drain(
+                self.store,
+                senders.retry,
+                self.clock,
+                report,
+                self.stop,
+                self.batch,
+                holds=functools.partial(self._holds, name),
+            )
             drain(notifier, senders.limiters.get(name))
             with self._lock:
                 if drain.paused_until is not None:
@@ -293,6 +310,8 @@ class _Drain:
     report: DeliveryReport
     stop: threading.Event
     batch: int
+    holds: Callable[[], bool] = lambda: True
+    """Whether the notifier is still this process's to send: asked before each send."""
     paused_until: datetime | None = None
     """When the receiver failed: no delivery of the notifier is due before this time."""
 
@@ -325,7 +344,7 @@ class _Drain:
                     if wait > MAX_WAIT or self.stop.wait(wait):
                         return
                     limiter.take()
-                if not self.store.claim(delivery.id, self.clock(), lease):
+                if not self.holds() or not self.store.claim(delivery.id, self.clock(), lease):
                     return  # another pass is sending it
                 if not self._send(notifier, delivery):
                     return
@@ -348,7 +367,9 @@ class _Drain:
             ids = [delivery.id for delivery in deliveries]
             if any(each not in due for each in ids):
                 return
-            if self.stop.is_set() or not self.store.claim(ids, self.clock(), lease):
+            if self.stop.is_set() or not self.holds():
+                return
+            if not self.store.claim(ids, self.clock(), lease):
                 return
             alerts = tuple(delivery.alert for delivery in deliveries)
             digest = Digest(digest_id(alerts), start, start + period, alerts)
