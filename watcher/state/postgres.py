@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,13 +19,31 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from watcher.errors import StateError
-from watcher.state.base import StoredItem
-from watcher.state.sql import ITEM_COLUMNS_I, SQLStore, stored_item
+from watcher.state.base import SearchWord
+from watcher.state.sql import SQLStore, Tx, fill_words
 
 CONNECT_TIMEOUT = 10
 MIGRATION_LOCK = 0x77617463  # "watc": one advisory lock id for watcher's migrations
 
-MIGRATIONS: list[tuple[str, str]] = [
+WORDS_VECTOR = "array_to_tsvector(string_to_array(words, ' '))"
+"""The indexed form of ``items.words``: its words as lexemes, taken as they are (no parser,
+no dictionary), so a search looks up exactly the matcher's words."""
+
+
+def _index_words(connection: psycopg.Connection[Any]) -> None:
+    """Searches speak the rule query language, the same on both backends: the index holds
+    each item's words as the matcher sees them (``items.words``, filled here for the items
+    stored before), where ``to_tsvector('simple', ...)`` over the raw text kept accents
+    (``Peskóv`` was not found by ``Peskov``) and HTML."""
+    connection.execute("ALTER TABLE items ADD COLUMN words text")
+    fill_words(_Tx(connection))
+    connection.execute("DROP INDEX items_search")
+    connection.execute("ALTER TABLE items DROP COLUMN search")
+    connection.execute(f"CREATE INDEX items_words ON items USING gin (({WORDS_VECTOR}))")
+    connection.execute("CREATE INDEX items_unindexed ON items (id) WHERE words IS NULL")
+
+
+MIGRATIONS: list[tuple[str, str | Callable[[psycopg.Connection[Any]], None]]] = [
     (
         "create_core_tables",
         """
@@ -124,6 +142,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             (SELECT max(last_seen) FROM items WHERE items.feed = feeds.name);
         """,
     ),
+    ("index_the_words_the_matcher_sees", _index_words),
 ]
 
 
@@ -231,16 +250,22 @@ class PostgresStore(SQLStore):
             row = tx.execute("SELECT pg_database_size(current_database())").fetchone()
         return int(row[0]) if row else 0
 
-    def search(self, query: str, limit: int = 20) -> list[StoredItem]:
-        """Full-text search (web search syntax: words, "phrases", OR, -word)."""
-        sql = (
-            f"SELECT {ITEM_COLUMNS_I} FROM items i"
-            " WHERE i.search @@ websearch_to_tsquery('simple', ?)"
-            " ORDER BY ts_rank(i.search, websearch_to_tsquery('simple', ?)) DESC, i.id DESC"
-            " LIMIT ?"
+    def _indexed_ids(
+        self, tx: Tx, clauses: Sequence[Collection[SearchWord]], limit: int, below: int | None
+    ) -> list[int]:
+        query = " & ".join(
+            "("
+            + " | ".join(f"'{word}'" + (":*" if prefix else "") for word, prefix in sorted(c))
+            + ")"
+            for c in clauses
         )
-        with self._read() as tx:
-            return [stored_item(row) for row in tx.rows(sql, [query, query, limit])]
+        rows = tx.execute(
+            f"SELECT id FROM items WHERE {WORDS_VECTOR} @@ CAST(? AS tsquery)"
+            + ("" if below is None else " AND id < ?")
+            + " ORDER BY id DESC LIMIT ?",
+            [query, *([] if below is None else [below]), limit],
+        ).fetchall()
+        return [int(row[0]) for row in rows]
 
     def close(self) -> None:
         self._pool.close()
@@ -260,7 +285,10 @@ def _migrate(connection: psycopg.Connection[Any]) -> None:
             if name in applied:
                 continue
             with connection.transaction():
-                connection.execute(sql)
+                if callable(sql):
+                    sql(connection)
+                else:
+                    connection.execute(sql)
                 connection.execute("INSERT INTO watcher_migrations (name) VALUES (%s)", [name])
     finally:
         connection.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
