@@ -598,3 +598,14 @@ def test_a_postgresql_database_of_an_earlier_version_gets_its_words_indexed(post
     found = store.search_candidates([{("peskov", False)}], 20)
     assert [item.entry.title for _, item in found] == ["Peskóv speaks"]
     store.close()
+
+
+def test_search_candidates_reach_back_to_the_oldest_items(store, monkeypatch):
+    from watcher.state import postgres
+
+    monkeypatch.setattr(postgres, "FIRST_WINDOW", 2)  # PostgreSQL reads windows of ids
+    titles = ["Peskov first", *(f"item {i}" for i in range(40)), "Peskov last"]
+    ingest(store, "f", [NewItem(Entry(f"k{i}", title=title)) for i, title in enumerate(titles)])
+    assert candidates(store, {("peskov", False)}) == ["k41", "k0"]
+    assert candidates(store, {("peskov", False)}, limit=1) == ["k41"]
+    assert candidates(store, {("item", False)}, limit=3) == ["k40", "k39", "k38"]

@@ -25,21 +25,22 @@ from watcher.state.sql import SQLStore, Tx, fill_words
 CONNECT_TIMEOUT = 10
 MIGRATION_LOCK = 0x77617463  # "watc": one advisory lock id for watcher's migrations
 
-WORDS_VECTOR = "array_to_tsvector(string_to_array(words, ' '))"
-"""The indexed form of ``items.words``: its words as lexemes, taken as they are (no parser,
-no dictionary), so a search looks up exactly the matcher's words."""
+FIRST_WINDOW = 2000
+"""Ids a search reads first (see ``PostgresStore._indexed_ids``)."""
 
 
 def _index_words(connection: psycopg.Connection[Any]) -> None:
     """Searches speak the rule query language, the same on both backends: the index holds
-    each item's words as the matcher sees them (``items.words``, filled here for the items
-    stored before), where ``to_tsvector('simple', ...)`` over the raw text kept accents
-    (``Peskóv`` was not found by ``Peskov``) and HTML."""
-    connection.execute("ALTER TABLE items ADD COLUMN words text")
+    each item's words as the matcher sees them, where ``to_tsvector('simple', ...)`` over the
+    raw text kept accents (``Peskóv`` was not found by ``Peskov``) and HTML. ``words`` is a
+    tsvector written from the text ``item_words`` gives (filled here for the items stored
+    before): its input takes the words as they are, with no parser and no dictionary, sorted
+    and without repeats; a plain column, so that ANALYZE knows how common each word is."""
+    connection.execute("ALTER TABLE items ADD COLUMN words tsvector")
     fill_words(_Tx(connection))
     connection.execute("DROP INDEX items_search")
     connection.execute("ALTER TABLE items DROP COLUMN search")
-    connection.execute(f"CREATE INDEX items_words ON items USING gin (({WORDS_VECTOR}))")
+    connection.execute("CREATE INDEX items_words ON items USING gin (words)")
     connection.execute("CREATE INDEX items_unindexed ON items (id) WHERE words IS NULL")
 
 
@@ -253,19 +254,35 @@ class PostgresStore(SQLStore):
     def _indexed_ids(
         self, tx: Tx, clauses: Sequence[Collection[SearchWord]], limit: int, below: int | None
     ) -> list[int]:
+        """The matches in windows of ids, newest first, each four times the last, found
+        through the GIN index with bitmap scans only. A GIN index gives matches in no order:
+        left free, the planner walked the primary key backwards testing every row (0.2 s for
+        a word in none of 100,000 items), and one query over every id brings back every
+        match of a common word (3 s for ``a*`` in a million items). A window that finds
+        nothing takes from 1 ms (2,000 ids) to 40 ms (a million)."""
+        assert isinstance(tx, _Tx)
         query = " & ".join(
             "("
             + " | ".join(f"'{word}'" + (":*" if prefix else "") for word, prefix in sorted(c))
             + ")"
             for c in clauses
         )
-        rows = tx.execute(
-            f"SELECT id FROM items WHERE {WORDS_VECTOR} @@ CAST(? AS tsquery)"
-            + ("" if below is None else " AND id < ?")
-            + " ORDER BY id DESC LIMIT ?",
-            [query, *([] if below is None else [below]), limit],
-        ).fetchall()
-        return [int(row[0]) for row in rows]
+        if below is None:
+            below = int(tx.execute("SELECT max(id) FROM items").fetchall()[0][0] or 0) + 1
+        found: list[int] = []
+        with tx.connection.transaction():
+            for plan in ("indexscan", "indexonlyscan", "seqscan"):
+                tx.execute(f"SET LOCAL enable_{plan} = off")
+            window = FIRST_WINDOW
+            while below > 1 and len(found) < limit:
+                start = max(below - window, 1)
+                rows = tx.execute(
+                    "SELECT id FROM items WHERE words @@ CAST(? AS tsquery) AND id >= ? AND id < ?",
+                    [query, start, below],
+                ).fetchall()
+                found += sorted((int(row[0]) for row in rows), reverse=True)
+                below, window = start, window * 4
+        return found[:limit]
 
     def close(self) -> None:
         self._pool.close()
