@@ -247,13 +247,21 @@ def test_test_rule_on_an_unknown_feed_is_refused_naming_the_known_ones(runner, p
     assert known.exit_code == 0 and "Award" in known.stdout
 
 
-def test_search_uses_full_text_search(runner, polled):
-    result = runner.invoke(main, ["search", "istanb*", "-c", str(polled)])
+def test_search_speaks_the_rule_query_language(runner, polled):
+    result = runner.invoke(main, ["search", "istanb* -award", "-c", str(polled)])
     assert result.exit_code == 0, result.output
-    assert "Istanbul talks resume" in result.stdout and "Award" not in result.stdout
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["SEEN", "FEED", "TITLE", "LINK"]
+    assert row.split()[3:] == ["world", "Istanbul", "talks", "resume", "https://n.example.org/1"]
+    query = "title:season OR talks NEAR/1 Istanbul"
+    found = runner.invoke(main, ["search", query, "--json", "-c", str(polled)])
+    assert [(r["title"], r["matched"]) for r in json.loads(found.stdout)] == [
+        ("Istanbul talks resume", ["talks", "Istanbul"]),
+        ("Award season", ["season"]),
+    ]
     assert runner.invoke(main, ["search", "nothing", "-c", str(polled)]).exit_code == 1
     bad = runner.invoke(main, ["search", '"unclosed', "-c", str(polled)])
-    assert bad.exit_code == 2 and bad.stderr.startswith("error: query: column 1: bad search query")
+    assert bad.exit_code == 2 and bad.stderr == "error: query: column 1: unclosed quote\n"
 
 
 def test_import_opml_prints_the_feeds_yaml(runner):

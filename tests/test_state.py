@@ -44,6 +44,7 @@ def test_sqlite_schema_is_migrated_and_recorded(db):
         "add_schedule",
         "reindex_only_text_and_mark_full_polls",
         "index_pruning_and_leases",
+        "index_the_words_the_matcher_sees",
     ]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
@@ -239,7 +240,7 @@ def test_search_on_a_corrupt_database_is_a_state_error(tmp_path):
     (tmp_path / "w.store").write_bytes(damaged)
     store = open_store(tmp_path / "w.store")
     with pytest.raises(StateError, match=r"^database .*w\.store: .*\(the file is damaged"):
-        store.search("Istanbul")
+        store.search_candidates([{("istanbul", False)}], 20)
     store.close()
 
 
@@ -387,6 +388,7 @@ def test_processes_starting_together_migrate_once(postgres_url):
         "add_schedule",
         "create_core_tables",
         "index_pruning_and_leases",
+        "index_the_words_the_matcher_sees",
         "mark_full_polls",
     ]
     for store in stores:
@@ -496,11 +498,12 @@ def test_a_database_of_an_earlier_version_is_migrated_keeping_its_items(tmp_path
         backend.migrate(connection)
     connection.execute(
         "INSERT INTO items (feed, key, title, first_seen, last_seen) VALUES"
-        " ('f', 'a', 'Peskov speaks', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')"
+        " ('f', 'a', 'Peskóv speaks', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')"
     )
     connection.close()
     store = open_store(path)
-    assert [item.entry.title for item in store.search("peskov")] == ["Peskov speaks"]
+    found = store.search_candidates([{("peskov", False)}], 20)
+    assert [item.entry.title for _, item in found] == ["Peskóv speaks"]
     assert store.prune(NOW) == 1  # it is not in its feed's last full poll (there was none)
     store.close()
     names = [row[0] for row in sqlite3.connect(path).execute("SELECT name FROM _sqlite_migrations")]
@@ -576,3 +579,106 @@ def test_one_story_ingested_by_two_feeds_at_once_alerts_once(store, monkeypatch)
     for thread in threads:
         thread.join()
     assert store.delivery_counts() == {"pending": 1}
+
+
+def candidates(store: Store, *clauses: set[tuple[str, bool]], limit: int = 50) -> list[str]:
+    return [item.entry.key for _, item in store.search_candidates(list(clauses), limit)]
+
+
+def test_search_candidates_hold_a_word_of_every_clause_newest_first(store):
+    ingest(
+        store,
+        "f",
+        [
+            NewItem(Entry("talks", title="Istanbul talks")),
+            NewItem(Entry("fire", summary="<p>A cease-fire in Gaza</p>")),
+            NewItem(Entry("both", content="Talks on a cease fire")),
+        ],
+    )
+    assert candidates(store, {("talks", False)}) == ["both", "talks"]
+    assert candidates(store, {("talks", False)}, {("fire", False)}) == ["both"]
+    assert candidates(store, {("gaza", False), ("istanbul", False)}) == ["fire", "talks"]
+    assert candidates(store, {("ceas", True)}) == ["both", "fire"]
+    assert candidates(store, {("ceas", False)}) == []
+    assert candidates(store) == ["both", "fire", "talks"]
+
+
+def test_search_candidates_are_found_by_the_words_the_matcher_sees(store):
+    ingest(
+        store,
+        "wire",
+        [
+            NewItem(Entry("accent", title="Peskóv speaks")),
+            NewItem(Entry("entity", summary="<b>Pesk&oacute;v</b>&nbsp;again")),
+            NewItem(Entry("sharp", title="STRASSE and Straße")),
+            NewItem(Entry("author", author="Dmitry Peskov", tags=("Kremlin", "Talks"))),
+            NewItem(Entry("link", link="https://news.example.org/peskov-story")),
+        ],
+    )
+    assert candidates(store, {("peskov", False)}) == ["link", "author", "entity", "accent"]
+    assert candidates(store, {("strasse", False)}) == ["sharp"]
+    assert candidates(store, {("kremlin", False)}) == ["author"]
+    assert candidates(store, {("wire", False)}) == ["link", "author", "sharp", "entity", "accent"]
+    assert candidates(store, {("b", False)}) == []  # the HTML tag is not a word
+
+
+def test_search_candidates_page_by_id(store):
+    ingest(store, "f", [NewItem(Entry(f"k{i}", title=f"Istanbul {i}")) for i in range(7)])
+    first = store.search_candidates([{("istanbul", False)}], 3)
+    ids = [item_id for item_id, _ in first]
+    assert ids == sorted(ids, reverse=True) and len(ids) == 3
+    rest = store.search_candidates([{("istanbul", False)}], 10, before_id=ids[-1])
+    assert len(rest) == 4 and max(item_id for item_id, _ in rest) < ids[-1]
+    every = store.search_candidates([], 10, before_id=ids[0])
+    assert [item_id for item_id, _ in every] == [*ids[1:], *(item_id for item_id, _ in rest)]
+
+
+def test_search_candidates_find_a_word_longer_than_the_index_keeps(store):
+    long_word = "a" * 150 + "b" * 3000
+    ingest(store, "f", [NewItem(Entry("long", title=f"x {long_word} y"))])
+    assert candidates(store, {(long_word, False)}) == ["long"]
+    assert candidates(store, {("a" * 150 + "bbb", True)}) == ["long"]
+
+
+def test_an_item_with_too_many_words_to_index_is_always_a_candidate(store, monkeypatch):
+    monkeypatch.setattr(watcher.state.sql, "MAX_WORDS", 40)
+    ingest(
+        store,
+        "f",
+        [
+            NewItem(Entry("short", title="Istanbul")),
+            NewItem(Entry("huge", title="Peskov " + " ".join(f"w{i}" for i in range(50)))),
+        ],
+    )
+    assert candidates(store, {("istanbul", False)}) == ["huge", "short"]
+    assert candidates(store, {("nowhere", False)}) == ["huge"]
+
+
+def test_a_postgresql_database_of_an_earlier_version_gets_its_words_indexed(postgres_url):
+    import psycopg
+
+    from watcher.state import postgres as backend
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backend, "MIGRATIONS", backend.MIGRATIONS[:3])
+        open_store(postgres_url).close()
+    with psycopg.connect(postgres_url) as connection:
+        connection.execute(
+            "INSERT INTO items (feed, key, title, first_seen, last_seen) VALUES"
+            " ('f', 'a', 'Peskóv speaks', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')"
+        )
+    store = open_store(postgres_url)
+    found = store.search_candidates([{("peskov", False)}], 20)
+    assert [item.entry.title for _, item in found] == ["Peskóv speaks"]
+    store.close()
+
+
+def test_search_candidates_reach_back_to_the_oldest_items(store, monkeypatch):
+    from watcher.state import postgres
+
+    monkeypatch.setattr(postgres, "FIRST_WINDOW", 2)  # PostgreSQL reads windows of ids
+    titles = ["Peskov first", *(f"item {i}" for i in range(40)), "Peskov last"]
+    ingest(store, "f", [NewItem(Entry(f"k{i}", title=title)) for i, title in enumerate(titles)])
+    assert candidates(store, {("peskov", False)}) == ["k41", "k0"]
+    assert candidates(store, {("peskov", False)}, limit=1) == ["k41"]
+    assert candidates(store, {("item", False)}, limit=3) == ["k40", "k39", "k38"]

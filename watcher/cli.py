@@ -23,6 +23,7 @@ from watcher.errors import ConfigError, QueryError, WatcherError
 from watcher.links import safe_link
 from watcher.query import DEFAULT_FIELDS, parse
 from watcher.rules import Matcher, Rule
+from watcher.search import find
 from watcher.state import (
     DatabaseLock,
     FeedState,
@@ -295,32 +296,44 @@ def matches(
 
 @main.command()
 @click.argument("query")
-@click.option("--limit", default=20, show_default=True, help="At most this many.")
+@click.option(
+    "--limit", default=20, show_default=True, type=click.IntRange(min=1), help="At most this many."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @config_option
 @handle_errors
 def search(query: str, limit: int, as_json: bool, config_file: str | None) -> None:
-    """Full-text search over stored items (SQLite FTS5 syntax: words, "phrases", prefix*,
-    AND, OR, NOT)."""
+    """Stored items matching QUERY, newest first. QUERY is in the rule query language:
+    words, "phrases", prefix*, AND, OR, NOT or -, NEAR/n, field:, /regex/.
+
+    Exit 0 when something was found, 1 when nothing was, 2 for a bad query.
+    """
+    node = parse(query)
     config = _load(config_file)
     with _store(config) as store:
-        found = store.search(query, limit)
+        result = find(store, node, limit)
     if as_json:
-        click.echo(_json([_item_json(item, ()) for item in found]))
-    elif found:
+        click.echo(_json([_item_json(f.item, f.match.terms) for f in result.found]))
+    elif result.found:
         rows = [
             (
-                _when(item.first_seen),
-                item.feed,
-                one_line(item.entry.title),
-                safe_link(item.entry.link),
+                _when(f.item.first_seen),
+                f.item.feed,
+                one_line(f.item.entry.title),
+                safe_link(f.item.entry.link),
             )
-            for item in found
+            for f in result.found
         ]
         click.echo(table(("SEEN", "FEED", "TITLE", "LINK"), rows))
     else:
         click.echo("nothing found")
-    if not found:
+    if not result.complete:
+        click.echo(
+            f"searched only the newest {result.examined:,} items that could match;"
+            " older ones were not read",
+            err=True,
+        )
+    if not result.found:
         sys.exit(1)
 
 

@@ -5,7 +5,7 @@ process, PostgreSQL for many (``open_store`` picks one from ``settings.database`
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -22,6 +22,10 @@ def from_timestamp(text: str | None) -> datetime | None:
     if not text:
         return None
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+SearchWord = tuple[str, bool]
+"""A normalised word of a search, and whether it is a prefix (True: any word starting with it)."""
 
 
 @dataclass(frozen=True)
@@ -303,8 +307,17 @@ class Reports(ABC):
         """Items first seen since a time, newest first, optionally of one feed."""
 
     @abstractmethod
-    def search(self, query: str, limit: int = 20) -> list[StoredItem]:
-        """Full-text search over titles, summaries and contents."""
+    def search_candidates(
+        self, clauses: Sequence[Collection[SearchWord]], limit: int, before_id: int | None = None
+    ) -> list[tuple[int, StoredItem]]:
+        """Up to ``limit`` items, newest first (by id, below ``before_id`` when given), that
+        may match a search: each holds, for every clause, at least one of the clause's
+        words in a field a query can name (or its feed's name). Items whose words are too
+        many to index are always among them; with no clause, every item is.
+
+        This is the full-text index narrowing a search down; ``watcher.search`` decides
+        with the rules' matcher. The words are normalised as ``text.words`` gives them.
+        """
 
     @abstractmethod
     def recent_matches(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,13 +19,32 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from watcher.errors import StateError
-from watcher.state.base import StoredItem
-from watcher.state.sql import ITEM_COLUMNS_I, SQLStore, Tx, stored_item
+from watcher.state.base import SearchWord
+from watcher.state.sql import SQLStore, Tx, fill_words
 
 CONNECT_TIMEOUT = 10
 MIGRATION_LOCK = 0x77617463  # "watc": one advisory lock id for watcher's migrations
 
-MIGRATIONS: list[tuple[str, str]] = [
+FIRST_WINDOW = 2000
+"""Ids a search reads first (see ``PostgresStore._indexed_ids``)."""
+
+
+def _index_words(connection: psycopg.Connection[Any]) -> None:
+    """Searches speak the rule query language, the same on both backends: the index holds
+    each item's words as the matcher sees them, where ``to_tsvector('simple', ...)`` over the
+    raw text kept accents (``Peskóv`` was not found by ``Peskov``) and HTML. ``words`` is a
+    tsvector written from the text ``item_words`` gives (filled here for the items stored
+    before): its input takes the words as they are, with no parser and no dictionary, sorted
+    and without repeats; a plain column, so that ANALYZE knows how common each word is."""
+    connection.execute("ALTER TABLE items ADD COLUMN words tsvector")
+    fill_words(_Tx(connection))
+    connection.execute("DROP INDEX items_search")
+    connection.execute("ALTER TABLE items DROP COLUMN search")
+    connection.execute("CREATE INDEX items_words ON items USING gin (words)")
+    connection.execute("CREATE INDEX items_unindexed ON items (id) WHERE words IS NULL")
+
+
+MIGRATIONS: list[tuple[str, str | Callable[[psycopg.Connection[Any]], None]]] = [
     (
         "create_core_tables",
         """
@@ -131,6 +150,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX feeds_lease_owner ON feeds (lease_owner);
         """,
     ),
+    ("index_the_words_the_matcher_sees", _index_words),
 ]
 
 
@@ -242,16 +262,38 @@ class PostgresStore(SQLStore):
             row = tx.execute("SELECT pg_database_size(current_database())").fetchone()
         return int(row[0]) if row else 0
 
-    def search(self, query: str, limit: int = 20) -> list[StoredItem]:
-        """Full-text search (web search syntax: words, "phrases", OR, -word)."""
-        sql = (
-            f"SELECT {ITEM_COLUMNS_I} FROM items i"
-            " WHERE i.search @@ websearch_to_tsquery('simple', ?)"
-            " ORDER BY ts_rank(i.search, websearch_to_tsquery('simple', ?)) DESC, i.id DESC"
-            " LIMIT ?"
+    def _indexed_ids(
+        self, tx: Tx, clauses: Sequence[Collection[SearchWord]], limit: int, below: int | None
+    ) -> list[int]:
+        """The matches in windows of ids, newest first, each four times the last, found
+        through the GIN index with bitmap scans only. A GIN index gives matches in no order:
+        left free, the planner walked the primary key backwards testing every row (0.2 s for
+        a word in none of 100,000 items), and one query over every id brings back every
+        match of a common word (3 s for ``a*`` in a million items). A window that finds
+        nothing takes from 1 ms (2,000 ids) to 40 ms (a million)."""
+        assert isinstance(tx, _Tx)
+        query = " & ".join(
+            "("
+            + " | ".join(f"'{word}'" + (":*" if prefix else "") for word, prefix in sorted(c))
+            + ")"
+            for c in clauses
         )
-        with self._read() as tx:
-            return [stored_item(row) for row in tx.rows(sql, [query, query, limit])]
+        if below is None:
+            below = int(tx.execute("SELECT max(id) FROM items").fetchall()[0][0] or 0) + 1
+        found: list[int] = []
+        with tx.connection.transaction():
+            for plan in ("indexscan", "indexonlyscan", "seqscan"):
+                tx.execute(f"SET LOCAL enable_{plan} = off")
+            window = FIRST_WINDOW
+            while below > 1 and len(found) < limit:
+                start = max(below - window, 1)
+                rows = tx.execute(
+                    "SELECT id FROM items WHERE words @@ CAST(? AS tsquery) AND id >= ? AND id < ?",
+                    [query, start, below],
+                ).fetchall()
+                found += sorted((int(row[0]) for row in rows), reverse=True)
+                below, window = start, window * 4
+        return found[:limit]
 
     def close(self) -> None:
         self._pool.close()
@@ -271,7 +313,10 @@ def _migrate(connection: psycopg.Connection[Any]) -> None:
             if name in applied:
                 continue
             with connection.transaction():
-                connection.execute(sql)
+                if callable(sql):
+                    sql(connection)
+                else:
+                    connection.execute(sql)
                 connection.execute("INSERT INTO watcher_migrations (name) VALUES (%s)", [name])
     finally:
         connection.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])

@@ -1,6 +1,13 @@
 """The queries both backends share, written once in the SQL that SQLite and PostgreSQL both
 speak (``?`` placeholders, ``RETURNING``, ``ON CONFLICT``); a backend supplies connections,
-transactions, its full-text search and the few words where the two differ."""
+transactions, its full-text index and the few words where the two differ.
+
+The full-text index of each backend indexes one column, ``items.words``: the distinct words
+the rules' matcher sees in the item, written by Python at insert (``item_words``). So both
+backends find the same candidates for a search, exactly the matcher's words (HTML stripped,
+entities decoded, case and accents folded), where each database's own tokenizer would differ
+from the matcher and from the other (PostgreSQL keeps accents, SQLite keeps an ``ß``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ import contextlib
 import json
 import uuid
 from abc import abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -16,7 +23,7 @@ from typing import Any, Protocol
 from watcher.errors import StateError
 from watcher.links import canonical_link
 from watcher.models import Alert, Entry
-from watcher.rules import Match
+from watcher.rules import Document, Match
 from watcher.state.base import (
     Delivery,
     DeliveryRow,
@@ -24,6 +31,7 @@ from watcher.state.base import (
     NewItem,
     Process,
     ScheduledFeed,
+    SearchWord,
     Store,
     StoredItem,
     StoredMatch,
@@ -37,9 +45,16 @@ ITEM_COLUMNS = "feed, key, title, link, summary, content, author, tags, publishe
 ITEM_COLUMNS_I = ", ".join(f"i.{column}" for column in ITEM_COLUMNS.split(", "))
 INSERT_ITEM = (
     "INSERT INTO items (feed, key, title, link, canonical, summary, content, author, tags,"
-    " published, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " published, first_seen, last_seen, words) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (feed, key) DO NOTHING"
 )
+MAX_WORD = 200
+"""Characters of a word the search index keeps: a longer word is indexed by its start (a
+PostgreSQL lexeme holds at most 2,047 bytes)."""
+MAX_WORDS = 1_000_000
+"""Bytes of words the index keeps of one item (a PostgreSQL tsvector holds less than 1 MB of
+lexemes). An item with more, which only a hostile feed makes, is not indexed: its ``words``
+are NULL, and it is a candidate of every search."""
 
 
 class Cursor(Protocol):
@@ -424,6 +439,42 @@ class SQLStore(Store):
                 return
             last = (rows[-1]["first_seen"], rows[-1]["id"])
 
+    @abstractmethod
+    def _indexed_ids(
+        self, tx: Tx, clauses: Sequence[Collection[SearchWord]], limit: int, below: int | None
+    ) -> list[int]:
+        """Ids of the items whose indexed words satisfy every clause, newest first."""
+
+    def search_candidates(
+        self, clauses: Sequence[Collection[SearchWord]], limit: int, before_id: int | None = None
+    ) -> list[tuple[int, StoredItem]]:
+        below = [] if before_id is None else [before_id]
+        older = "" if before_id is None else " AND id < ?"
+        with self._read() as tx:
+            if clauses:
+                if not all(clauses):
+                    raise ValueError("a clause of a search needs at least one word")
+                indexable = [[index_word(word, prefix) for word, prefix in c] for c in clauses]
+                ids = self._indexed_ids(tx, indexable, limit, before_id)
+                unindexed = tx.execute(  # few: only a hostile feed makes such items
+                    f"SELECT id FROM items WHERE words IS NULL{older}", below
+                ).fetchall()
+                ids = sorted({*ids, *(row[0] for row in unindexed)}, reverse=True)[:limit]
+                rows = []
+                for chunk in _chunks(ids):
+                    rows += tx.rows(
+                        f"SELECT id, {ITEM_COLUMNS} FROM items WHERE id IN ({_marks(chunk)})",
+                        chunk,
+                    )
+            else:
+                rows = tx.rows(
+                    f"SELECT id, {ITEM_COLUMNS} FROM items WHERE id > 0{older}"
+                    " ORDER BY id DESC LIMIT ?",
+                    [*below, limit],
+                )
+        rows.sort(key=lambda row: row["id"], reverse=True)
+        return [(row["id"], stored_item(row)) for row in rows]
+
     def recent_matches(
         self, since: datetime, rule: str | None = None, limit: int = 100
     ) -> list[StoredMatch]:
@@ -740,7 +791,45 @@ def _item_row(feed: str, entry: Entry, stamp: str, canonical: str | None = None)
         published,
         stamp,
         stamp,
+        item_words(feed, entry),
     ]
+
+
+def item_words(feed: str, entry: Entry) -> str | None:
+    """The distinct words the matcher sees in an item, in every field a query can name and
+    in its feed's name, one space between them: what the search index holds of it. None
+    when they are more than ``MAX_WORDS``."""
+    tokens = Document({**entry.searchable(), "feed": feed}).tokens.values()
+    found = " ".join(dict.fromkeys(word[:MAX_WORD] for words in tokens for word in words))
+    if len(found) > MAX_WORDS // 4 and len(found.encode()) > MAX_WORDS:
+        return None
+    return found
+
+
+def index_word(word: str, prefix: bool) -> SearchWord:
+    """A word of a search as the index holds it: cut at ``MAX_WORD`` as the stored words are
+    (a word of the item equal to it, or starting with it, is still equal, or starts with it)."""
+    if not word.isalnum():
+        raise ValueError(f"{word!r} is not a normalised word")
+    return (word[:MAX_WORD], prefix)
+
+
+def fill_words(tx: Tx) -> None:
+    """Fill in the words of items stored before the search index held them."""
+    last = 0
+    while True:
+        rows = tx.rows(
+            f"SELECT id, {ITEM_COLUMNS} FROM items WHERE words IS NULL AND id > ?"
+            " ORDER BY id LIMIT ?",
+            [last, CHUNK],
+        )
+        if not rows:
+            return
+        tx.executemany(
+            "UPDATE items SET words = ? WHERE id = ?",
+            [(item_words(row["feed"], entry_of(row)), row["id"]) for row in rows],
+        )
+        last = rows[-1]["id"]
 
 
 def _chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:

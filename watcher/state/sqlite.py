@@ -13,14 +13,14 @@ import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from watcher.errors import QueryError, StateError
-from watcher.state.base import StoredItem
-from watcher.state.sql import ITEM_COLUMNS_I, SQLStore, stored_item
+from watcher.errors import StateError
+from watcher.state.base import SearchWord
+from watcher.state.sql import SQLStore, Tx, fill_words
 
 BUSY_TIMEOUT = 30.0
 PROBE_TIMEOUT = 1.0
@@ -28,7 +28,51 @@ _DAMAGE = (sqlite3.Error, UnicodeDecodeError)
 """What reading a damaged file raises: SQLite's errors, and text whose bytes were hit."""
 
 MIGRATION_SET = "watcher"
-MIGRATIONS: list[tuple[str, str]] = [
+
+
+def _index_words(connection: sqlite3.Connection) -> None:
+    """Searches speak the rule query language, the same on both backends: the full-text
+    index holds each item's words as the matcher sees them (``items.words``, filled here for
+    the items stored before), instead of the raw title, summary and content. The ``ascii``
+    tokenizer splits them at the spaces only (every non-ASCII character is part of a word);
+    with ``detail=none`` the index keeps no positions, which a search never asks for; the
+    prefixes of one and two characters are indexed too (``a*`` took 0.3 s in a million
+    items, 0.3 ms so)."""
+    for statement in _statements(
+        """
+        DROP TRIGGER IF EXISTS items_ai;
+        DROP TRIGGER IF EXISTS items_ad;
+        DROP TRIGGER IF EXISTS items_au;
+        DROP TABLE IF EXISTS items_fts;
+        ALTER TABLE items ADD COLUMN words TEXT;
+        """
+    ):
+        connection.execute(statement)
+    fill_words(_Tx(connection))
+    for statement in _statements(
+        """
+        CREATE VIRTUAL TABLE items_words USING FTS5 (words, content='items',
+            content_rowid='id', tokenize='ascii', detail='none', columnsize=0, prefix='1 2');
+        INSERT INTO items_words (items_words) VALUES ('rebuild');
+        CREATE TRIGGER items_words_ai AFTER INSERT ON items BEGIN
+            INSERT INTO items_words (rowid, words) VALUES (new.id, new.words);
+        END;
+        CREATE TRIGGER items_words_ad AFTER DELETE ON items BEGIN
+            INSERT INTO items_words (items_words, rowid, words)
+            VALUES ('delete', old.id, old.words);
+        END;
+        CREATE TRIGGER items_words_au AFTER UPDATE OF words ON items BEGIN
+            INSERT INTO items_words (items_words, rowid, words)
+            VALUES ('delete', old.id, old.words);
+            INSERT INTO items_words (rowid, words) VALUES (new.id, new.words);
+        END;
+        CREATE INDEX idx_items_unindexed ON items (id) WHERE words IS NULL;
+        """
+    ):
+        connection.execute(statement)
+
+
+MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     (
         "create_core_tables",
         """
@@ -171,6 +215,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX idx_feeds_lease_owner ON feeds (lease_owner);
         """,
     ),
+    ("index_the_words_the_matcher_sees", _index_words),
 ]
 """Ordered and named; each runs in its own transaction, recorded in ``_sqlite_migrations``
 (the table sqlite-utils kept them in, so databases made before keep their record)."""
@@ -195,8 +240,11 @@ def migrate(connection: sqlite3.Connection) -> None:
                 [MIGRATION_SET, name],
             ).fetchone()
             if not done:
-                for statement in _statements(script):
-                    connection.execute(statement)
+                if callable(script):
+                    script(connection)
+                else:
+                    for statement in _statements(script):
+                        connection.execute(statement)
                 connection.execute(
                     "INSERT INTO _sqlite_migrations (migration_set, name, applied_at)"
                     " VALUES (?, ?, strftime('%Y-%m-%d %H:%M:%f+00:00', 'now'))",
@@ -370,20 +418,22 @@ class SQLiteStore(SQLStore):
         files = self.path.parent.glob(f"{self.path.name}*")
         return sum(path.stat().st_size for path in files if not path.name.endswith(".lock"))
 
-    def search(self, query: str, limit: int = 20) -> list[StoredItem]:
-        """Full-text search (SQLite FTS5 syntax) over titles, summaries and contents."""
-        sql = (
-            f"SELECT {ITEM_COLUMNS_I} FROM items i JOIN items_fts ON items_fts.rowid = i.id"
-            " WHERE items_fts MATCH ? ORDER BY items_fts.rank LIMIT ?"
+    def _indexed_ids(
+        self, tx: Tx, clauses: Sequence[Collection[SearchWord]], limit: int, below: int | None
+    ) -> list[int]:
+        match = " AND ".join(
+            "("
+            + " OR ".join(f'"{word}"' + ("*" if prefix else "") for word, prefix in sorted(c))
+            + ")"
+            for c in clauses
         )
-        try:
-            with self._read() as tx:
-                return [stored_item(row) for row in tx.rows(sql, [query, limit])]
-        except StateError as exc:
-            cause = exc.__cause__
-            if isinstance(cause, sqlite3.OperationalError):
-                raise QueryError(f"bad search query: {cause}", 1) from cause
-            raise
+        rows = tx.execute(
+            "SELECT rowid FROM items_words WHERE items_words MATCH ?"
+            + ("" if below is None else " AND rowid < ?")
+            + " ORDER BY rowid DESC LIMIT ?",
+            [match, *([] if below is None else [below]), limit],
+        ).fetchall()
+        return [row[0] for row in rows]
 
 
 def copy_database(source: Path, target: Path, *, in_use: bool) -> None:
