@@ -32,6 +32,7 @@ def test_health_and_metrics_and_a_second_daemon_refused(tmp_path, feed_server, r
     try:
         wait_for(lambda: get(f"http://{listen}/healthz")[0] == 200)
         assert get(f"http://{listen}/healthz") == (200, "ok\n")
+        wait_for(lambda: feed_server.requests)  # the baseline is taken before the story comes
         feed_server.routes["/feed.xml"] = Route(
             rss({"guid": "2", "title": "Istanbul talks"}, {"guid": "1", "title": "Old news"})
         )
