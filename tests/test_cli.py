@@ -48,7 +48,9 @@ def test_check_uses_watcher_config_env(runner, tmp_path, monkeypatch):
     monkeypatch.setenv("WATCHER_CONFIG", str(path))
     result = runner.invoke(main, ["check"])
     assert result.exit_code == 0
-    assert result.output == f"{path}: OK: 1 feed, 1 rule, 1 notifier\n"
+    assert result.output == (
+        f"{path}: OK: 1 feed, 1 rule, 1 notifier\ndatabase: {tmp_path / 'state' / 'w.db'}\n"
+    )
 
 
 def test_check_on_a_broken_config_exits_2_naming_file_and_line(runner, tmp_path):
@@ -519,3 +521,12 @@ def test_commands_that_only_look_never_create_a_database(runner, tmp_path, comma
         " (settings.database names it)\n"
     )
     assert not (tmp_path / "state").exists()
+
+
+def test_check_names_the_database_without_its_password(runner, tmp_path):
+    path = write_config(tmp_path, "http://127.0.0.1:9/feed")
+    url = "postgresql://watcher:hunter2@db.example.org:5432/w"
+    result = runner.invoke(main, ["check", "-c", str(path)], env={"WATCHER_DB": url})
+    assert result.exit_code == 0, result.output
+    assert "database: postgresql://watcher:***@db.example.org:5432/w" in result.stdout
+    assert "hunter2" not in result.output

@@ -29,6 +29,7 @@ from watcher.state import (
     FeedState,
     Store,
     StoredItem,
+    describe_database,
     is_postgres,
     open_store,
 )
@@ -148,6 +149,7 @@ def check(config_file: str | None) -> None:
         f"{path}: OK: {plural(len(config.feeds), 'feed')}, {plural(len(config.rules), 'rule')}, "
         f"{plural(len(config.notify), 'notifier')}"
     )
+    click.echo(f"database: {describe_database(config.settings.database)}")
     for warning in config.warnings():
         click.echo(f"warning: {warning}", err=True)
 

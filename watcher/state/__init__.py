@@ -7,6 +7,7 @@ polling process), a ``postgresql://`` URL for PostgreSQL (any number of them).
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from watcher.state.base import (
     Delivery,
@@ -44,11 +45,23 @@ __all__ = [
     "StoredItem",
     "StoredMatch",
     "Upkeep",
+    "describe_database",
     "from_timestamp",
     "is_postgres",
     "open_store",
     "timestamp",
 ]
+
+
+def describe_database(database: str | Path) -> str:
+    """The database for people: an absolute path, or the URL without its password."""
+    text = str(database)
+    if not is_postgres(text):
+        return str(Path(text).absolute())
+    parts = urlsplit(text)
+    if parts.password is None:
+        return text
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
 
 
 def is_postgres(database: str) -> bool:

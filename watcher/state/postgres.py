@@ -19,6 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from watcher.errors import StateError
+from watcher.state import describe_database
 from watcher.state.base import SearchWord
 from watcher.state.sql import SQLStore, Tx, fill_words
 
@@ -154,15 +155,6 @@ MIGRATIONS: list[tuple[str, str | Callable[[psycopg.Connection[Any]], None]]] = 
 ]
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for people and logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
-
-
 @functools.lru_cache(maxsize=512)
 def _dialect(sql: str) -> str:
     """``?`` placeholders as psycopg's ``%s``."""
@@ -193,7 +185,7 @@ class PostgresStore(SQLStore):
 
     def __init__(self, url: str, pool_size: int = 20) -> None:
         self.url = url
-        self.description = redact(url)
+        self.description = describe_database(url)
         parts = urlsplit(url)
         self.server = f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
         self._pool = ConnectionPool(
