@@ -6,13 +6,12 @@ import re
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from tests.attack.bounded import run_bounded
 from tests.conftest import DATA, rss
-from tests.integration.process import wait_for
+from tests.integration.process import gone, wait_for
 from watcher.errors import FetchError
 from watcher.parse import (
     MAX_KEY,
@@ -401,13 +400,6 @@ def big_feed(items: int = 100) -> bytes:
     )
     assert len(body) > ParserPool.SMALL
     return body
-
-
-def gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # dead, not yet reaped
-    except FileNotFoundError:
-        return True
 
 
 def test_a_killed_parser_worker_is_replaced(caplog):

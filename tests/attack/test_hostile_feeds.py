@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.conftest import rss
-from tests.integration.process import Output, start, wait_for
+from tests.integration.process import Output, gone, start, wait_for
 from tests.servers import Route, free_port
 from watcher.cycle import run_once
 from watcher.http import new_session
@@ -163,13 +163,6 @@ def big_feed(*items: dict[str, str], padding: int = 100) -> bytes:
     body = rss(*items, *extra)
     assert len(body) >= ParserPool.SMALL  # parsed in a worker
     return body
-
-
-def gone(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # dead, not yet reaped
-    except FileNotFoundError:
-        return True
 
 
 def test_a_dead_parser_worker_is_replaced_and_a_stuck_parse_fails_its_poll(

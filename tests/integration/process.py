@@ -21,6 +21,14 @@ def wait_for(condition: Callable[[], object], timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
+def gone(pid: int) -> bool:
+    """Whether a process is dead (a zombie not yet reaped counts)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 def daemon_config(
     tmp_path: Path, feed_url: str, hook_url: str, listen: str | None = None, **hook: Any
 ) -> Path:

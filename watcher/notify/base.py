@@ -118,7 +118,9 @@ def _watched(sock: socket.socket) -> socket.socket:
     return sock
 
 
-class _HTTPConnection(HTTPConnection):
+class _Watched(HTTPConnection):
+    """A connection whose socket the running send's deadline watches, new or reused."""
+
     def _new_conn(self) -> socket.socket:
         return _watched(super()._new_conn())
 
@@ -128,14 +130,12 @@ class _HTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _HTTPSConnection(HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        return _watched(super()._new_conn())
+class _HTTPConnection(_Watched):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        if self.sock is not None:
-            _watched(self.sock)
-        super().request(*args, **kwargs)
+
+class _HTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _HTTPPool(HTTPConnectionPool):
