@@ -3,9 +3,11 @@ from __future__ import annotations
 import pytest
 import requests
 import responses
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from watcher.errors import FetchError
-from watcher.fetch import fetch
+from watcher.fetch import _DOT_SEGMENT, _PLAIN_URL, _prepared, fetch
 from watcher.http import new_session
 
 URL = "http://feeds.example.org/rss.xml"
@@ -215,3 +217,32 @@ def test_credentials_the_user_configured_are_kept_on_a_relative_redirect(session
     url = feed_server.url("/a.xml").replace("http://", "http://me:pw@")
     assert fetch(session, "f", url).body == b"<rss/>"
     assert feed_server.requests[-1].headers["Authorization"] == "Basic bWU6cHc="
+
+
+URL_TEXT = st.text(alphabet="aZ09.-_~/!$&'()*+,;=:?@#%[] é", max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    scheme=st.sampled_from(["http", "https", "HTTP", "ftp"]),
+    host=st.sampled_from(["news.example.org", "News.example.org", "127.0.0.1", "*.x", "ex-1.org."]),
+    port=st.sampled_from(["", ":80", ":0080", ":8080", ":99999", ":"]),
+    path=URL_TEXT,
+)
+def test_a_url_taken_as_it_is_is_one_requests_prepares_unchanged(
+    scheme: str, host: str, port: str, path: str
+):
+    """The shortcut past requests' URL preparation takes only URLs it would leave alone."""
+    url = f"{scheme}://{host}{port}/{path}"
+    try:
+        prepared = requests.Request("GET", url, headers={"Accept": "*/*"}).prepare()
+    except requests.RequestException:
+        assert not _PLAIN_URL.fullmatch(url) or _DOT_SEGMENT.search(url)
+        return
+    taken = _prepared(url, {"Accept": "*/*"})
+    assert (taken.method, taken.url, dict(taken.headers), taken.body) == (
+        prepared.method,
+        prepared.url,
+        dict(prepared.headers),
+        prepared.body,
+    )

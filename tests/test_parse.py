@@ -4,6 +4,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -162,6 +164,23 @@ def test_parser_pool_parses_in_a_worker_and_brings_errors_back():
         assert str(caught.value) == "feed broken: the URL serves an HTML page, not a feed"
     finally:
         pool.close()
+
+
+def test_small_bodies_start_no_process_and_need_no_feedparser_import_until_parsed():
+    """A cycle of 304s or small feeds spares the worker pool, whose queues start
+    multiprocessing's resource tracker (a process), and feedparser's import: both cost start-up."""
+    script = """
+import multiprocessing.resource_tracker as tracker, sys
+from watcher.parse import ParserPool
+pool = ParserPool(1)
+assert "feedparser" not in sys.modules, "feedparser imported before any parse"
+parsed = pool.parse("f", b'<rss version="2.0"><channel><item><title>a</title></item></channel></rss>', {}, "http://x/")
+assert parsed.entries[0].title == "a"
+assert pool.pids() == [] and tracker._resource_tracker._pid is None, "a process was started"
+pool.close()
+"""
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
 
 
 JSON_HEADERS = {"content-type": "application/feed+json"}

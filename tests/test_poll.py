@@ -1,16 +1,21 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.conftest import rss
 from tests.servers import Route
+from watcher.config import FeedConfig
+from watcher.cycle import _in_lanes
 from watcher.errors import StateError
 from watcher.http import new_session
 from watcher.parse import parse_feed
-from watcher.poll import Poller, Rules
+from watcher.poll import PER_HOST, Poller, PollOutcome, Rules, host_of
 from watcher.rules import Matcher
 from watcher.state import open_store
 from watcher.state.sqlite import SQLiteStore
@@ -234,3 +239,24 @@ def test_a_poll_reads_the_rules_once_so_a_reload_cannot_mix_them(
     matched = {item.entry.title: [m.rule for m in item.matches] for item in outcome.new_items}
     assert matched == {"Istanbul talks": ["talks"], "Peskov said": [], "Istanbul again": ["talks"]}
     assert len(handed) == 1
+
+
+def test_a_cycle_polls_each_hosts_feeds_on_at_most_per_host_threads_in_config_order():
+    """No thread of a cycle waits for a host slot: 16 threads taking turns for two slots,
+    and for the interpreter lock, made a cycle of feeds on one host a tenth slower."""
+    feeds = [
+        FeedConfig(name=f"f{n}", url=f"http://{'ab'[n % 2]}.example.org/{n}") for n in range(40)
+    ]
+    threads: dict[str, set[int]] = {"a.example.org": set(), "b.example.org": set()}
+    lock = threading.Lock()
+
+    def poll(feed: FeedConfig) -> PollOutcome:
+        with lock:
+            threads[host_of(feed.url)].add(threading.get_ident())
+        time.sleep(0.001)
+        return PollOutcome(feed.name, "not_modified")
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = _in_lanes(pool, feeds, poll)
+    assert [outcome.feed for outcome in outcomes] == [feed.name for feed in feeds]
+    assert all(1 <= len(used) <= PER_HOST for used in threads.values()), threads

@@ -31,10 +31,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html.parser import HTMLParser
+from types import ModuleType
 from typing import Any
 from urllib.parse import urljoin
-
-import feedparser
 
 from watcher.errors import FetchError
 from watcher.models import Entry
@@ -59,7 +58,6 @@ _FEED_TYPES = {
     "application/json",
     "application/rdf+xml",
 }
-_HARMLESS = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
 _BOMS = (
     (codecs.BOM_UTF32_BE, "utf-32be"),
     (codecs.BOM_UTF32_LE, "utf-32le"),
@@ -110,6 +108,7 @@ def parse_feed(feed: str, body: bytes, headers: Mapping[str, str], url: str) -> 
     utf8 = {"content-type": "application/xml; charset=utf-8"}
     if "content-language" in passed:
         utf8["content-language"] = passed["content-language"]
+    feedparser = _feedparser()
     try:
         parsed = feedparser.parse(
             io.BytesIO(prepared),
@@ -123,11 +122,20 @@ def parse_feed(feed: str, body: bytes, headers: Mapping[str, str], url: str) -> 
         ) from exc
     entries = _unique(entry for raw in parsed.entries if _has_content(entry := _entry(raw, url)))
     bozo = parsed.get("bozo_exception")
-    problem = _describe(bozo) if parsed.bozo and not isinstance(bozo, _HARMLESS) else None
+    harmless = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
+    problem = _describe(bozo) if parsed.bozo and not isinstance(bozo, harmless) else None
     if not entries and (problem or not parsed.get("version")):
         raise FetchError(feed, _not_a_feed(body, headers, problem, url))
     title = _valid(one_line(_text(parsed.feed.get("title")))[:MAX_LINE])
     return ParsedFeed(tuple(entries), title, problem if entries else None)
+
+
+def _feedparser() -> ModuleType:
+    """feedparser, imported at the first body to parse: a cycle of 304s never needs it, and
+    its import is a twentieth of the start-up of ``watcher once``."""
+    import feedparser
+
+    return feedparser
 
 
 def without_doctype(feed: str, body: bytes, headers: Mapping[str, str] | None = None) -> bytes:
@@ -491,7 +499,17 @@ class ParserPool:
         self._free = threading.BoundedSemaphore(self.workers)
         self._lock = threading.Lock()
         self._closed = False
-        self._pool = self._start()
+        self._pool: ProcessPoolExecutor | None = None
+        """Made at the first large body: making one starts multiprocessing's resource
+        tracker, a process of its own, which a cycle of 304s or of small feeds can spare."""
+
+    def _current(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the parser pool is closed")
+            if self._pool is None:
+                self._pool = self._start()
+            return self._pool
 
     def _start(self) -> ProcessPoolExecutor:
         context = multiprocessing.get_context("forkserver")
@@ -509,7 +527,7 @@ class ParserPool:
         """The parse, tried again once on a new pool when the pool broke under it (another
         parse's worker may have been the one that died)."""
         for _ in range(2):
-            pool = self._pool
+            pool = self._current()
             try:
                 future = pool.submit(parse_feed, feed, body, headers, url)
             except BrokenProcessPool:
@@ -554,4 +572,5 @@ class ParserPool:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)

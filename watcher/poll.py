@@ -54,6 +54,11 @@ PER_HOST = 2
 """Requests at once to one host, whatever ``concurrency`` allows."""
 
 
+def host_of(url: str) -> str:
+    """The host whose requests ``PER_HOST`` counts."""
+    return urlsplit(url).hostname or ""
+
+
 def backoff(interval: timedelta, failures: int) -> timedelta:
     """How long a feed that failed ``failures`` times in a row waits: its interval doubled
     per failure, at most a day."""
@@ -85,7 +90,7 @@ class Poller:
     _hosts_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _host_slot(self, url: str) -> threading.BoundedSemaphore:
-        host = urlsplit(url).hostname or ""
+        host = host_of(url)
         with self._hosts_lock:
             return self._hosts.setdefault(host, threading.BoundedSemaphore(PER_HOST))
 
