@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import requests
 import responses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from watcher.errors import FetchError
+from watcher.errors import FetchError, ParseError
 from watcher.fetch import _DOT_SEGMENT, _PLAIN_URL, _prepared, fetch
 from watcher.http import new_session
 
@@ -60,23 +62,32 @@ def test_feed_headers_are_sent(session):
 
 
 @pytest.mark.parametrize(
-    ("status", "message"),
-    [(404, "HTTP 404 Not Found"), (500, "HTTP 500"), (410, "the feed is gone")],
+    ("status", "message", "transient"),
+    [
+        (404, "HTTP 404 Not Found", False),
+        (410, "the feed is gone", False),
+        (403, "HTTP 403 Forbidden", False),
+        (500, "HTTP 500", True),
+        (429, "HTTP 429 Too Many Requests", True),
+        (408, "HTTP 408 Request Timeout", True),
+    ],
 )
 @responses.activate
-def test_error_status_is_a_fetch_error(session, status, message):
+def test_error_status_is_a_fetch_error(session, status, message, transient):
     responses.get(URL, status=status)
     with pytest.raises(FetchError, match=message) as caught:
         fetch(session, "world", URL)
-    assert caught.value.status == status
+    assert (caught.value.status, caught.value.transient) == (status, transient)
+    assert caught.value.url == URL
     assert str(caught.value).startswith("feed world: ")
 
 
 @responses.activate
 def test_timeout_is_a_fetch_error(session):
     responses.get(URL, body=requests.ConnectTimeout("timed out: " + URL))
-    with pytest.raises(FetchError, match=r"^feed f: timed out after 5s$"):
+    with pytest.raises(FetchError, match=r"^feed f: timed out after 5s$") as caught:
         fetch(session, "f", URL, timeout=5)
+    assert caught.value.transient
 
 
 @responses.activate
@@ -84,15 +95,25 @@ def test_connection_error_message_is_short(session):
     responses.get(
         URL, body=requests.ConnectionError(f"HTTPConnectionPool: {URL} Connection refused")
     )
-    with pytest.raises(FetchError, match=r"^feed f: connection refused$"):
+    with pytest.raises(FetchError, match=r"^feed f: connection refused$") as caught:
         fetch(session, "f", URL)
+    assert caught.value.transient and caught.value.url == URL
+
+
+@responses.activate
+def test_a_certificate_that_fails_verification_is_not_transient(session):
+    responses.get(URL, body=requests.exceptions.SSLError("CERTIFICATE_VERIFY_FAILED"))
+    with pytest.raises(FetchError, match="TLS certificate verification failed") as caught:
+        fetch(session, "f", URL)
+    assert not caught.value.transient
 
 
 @responses.activate
 def test_oversized_response_is_cut_off(session):
     responses.get(URL, body=b"x" * 300_000)
-    with pytest.raises(FetchError, match="larger than max_feed_size"):
+    with pytest.raises(FetchError, match="larger than max_feed_size") as caught:
         fetch(session, "f", URL, max_size=100_000)
+    assert not caught.value.transient and caught.value.url == URL
 
 
 def test_slow_server_hits_the_deadline(feed_server):
@@ -158,12 +179,26 @@ def test_a_temporary_redirect_is_not_a_move_and_a_downgrade_is_flagged(session):
 
 @responses.activate
 def test_retry_after_of_a_503_is_kept(session):
-    from watcher.fetch import FeedHTTPError
-
     responses.get(URL, status=503, headers={"Retry-After": "120"})
-    with pytest.raises(FeedHTTPError) as caught:
+    with pytest.raises(FetchError) as caught:
         fetch(session, "f", URL)
-    assert caught.value.retry_after == 120
+    assert (caught.value.retry_after, caught.value.transient) == (120, True)
+
+
+@responses.activate
+def test_a_refused_redirect_names_the_url_that_redirected(session):
+    responses.get(URL, status=302, headers={"Location": "ftp://feeds.example.org/x"})
+    with pytest.raises(FetchError, match="non-http") as caught:
+        fetch(session, "f", URL)
+    assert (caught.value.url, caught.value.transient) == (URL, False)
+
+
+def test_a_fetch_error_crosses_a_process_whole():
+    """Parses run in a process pool: the error comes back with every part."""
+    error = ParseError("f", "not valid JSON", url=URL, status=200, retry_after=3.0)
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is ParseError and str(copy) == "feed f: not valid JSON"
+    assert (copy.url, copy.status, copy.transient, copy.retry_after) == (URL, 200, False, 3.0)
 
 
 def test_proxies_come_from_the_environment_once_per_host(monkeypatch):

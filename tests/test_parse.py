@@ -14,7 +14,7 @@ import pytest
 from tests.attack.bounded import run_bounded
 from tests.conftest import DATA, rss
 from tests.integration.process import gone, wait_for
-from watcher.errors import FetchError
+from watcher.errors import FetchError, ParseError
 from watcher.parse import (
     MAX_KEY,
     MAX_LINE,
@@ -88,9 +88,10 @@ def test_same_title_and_date_give_the_same_hash_key():
     ],
 )
 def test_not_a_feed_is_a_clear_error(body, message):
-    with pytest.raises(FetchError, match=message) as caught:
+    with pytest.raises(ParseError, match=message) as caught:
         parse_feed("broken", body, {}, "http://example.org/")
     assert str(caught.value).startswith("feed broken: ")
+    assert not caught.value.transient
 
 
 def test_a_body_naming_a_local_file_is_never_opened(tmp_path):
@@ -373,7 +374,7 @@ def test_hostile_bodies_are_parsed_in_linear_time_and_bounded_memory():
     out = run_bounded(
         """
         import time
-        from watcher.errors import FetchError
+        from watcher.errors import FetchError, ParseError
         from watcher.parse import parse_feed
         item = b"<rss version='2.0'><channel><item><title>Istanbul talks</title><guid>1</guid>"
         item += b"</item></channel></rss>"

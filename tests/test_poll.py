@@ -99,9 +99,11 @@ def test_failed_poll_is_recorded_and_a_later_success_resets_it(poll, feed_server
     outcome, _ = poll()
     assert outcome.status == "failed"
     assert outcome.error == "HTTP 404 Not Found"
-    assert (
-        "poll failed: feed world: HTTP 404 Not Found (1 in a row; next try in 5min)" in caplog.text
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("poll failed")]
+    assert record.getMessage() == (
+        "poll failed: feed world: HTTP 404 Not Found (1 in a row; next try in 5min)"
     )
+    assert record.levelno == logging.ERROR  # someone must fix the feed or its URL
     assert poll()[0].status == "waiting"  # backing off: not fetched
     assert len(feed_server.requests) == 1
     assert poll(now=NOW + timedelta(minutes=6))[0].failures == 2
@@ -160,6 +162,15 @@ def test_a_database_failure_fails_the_poll_and_loses_nothing(
     )
     outcome, deliveries = poll(backfill=True)
     assert outcome.deliveries == 1 and deliveries == {"pending": 1}  # found again, alerted once
+
+
+def test_a_failure_that_may_pass_by_itself_is_a_warning(poll, feed_server, caplog):
+    feed_server.routes["/feed.xml"] = Route(b"", status=503, headers={"Retry-After": "600"})
+    outcome, _ = poll()
+    assert outcome.status == "failed"
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("poll failed")]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().endswith("(1 in a row; next try in 10min)")  # its Retry-After
 
 
 def test_an_unexpected_error_fails_the_poll_which_backs_off(poll, feed_server, caplog):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class WatcherError(Exception):
     """Root of every error watcher raises on purpose."""
@@ -25,21 +27,55 @@ class QueryError(WatcherError):
 
 
 class FetchError(WatcherError):
-    """A feed could not be fetched or parsed."""
+    """A feed could not be fetched, or what it served cannot be used.
 
-    def __init__(self, feed: str, message: str, *, status: int | None = None) -> None:
+    ``transient`` says whether the same request may well succeed later as it is (a timeout,
+    a refused connection, a 5xx, a 429) rather than needing someone to fix the feed or its
+    URL (a 404, a redirect refused, a body too large). ``retry_after`` is how long the server
+    asked us to wait, in seconds; ``url`` is the URL that failed, after redirects.
+    """
+
+    def __init__(
+        self,
+        feed: str,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        transient: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
         self.feed = feed
-        self.status = status
         self.reason = message
+        self.url = url
+        self.status = status
+        self.transient = transient
+        self.retry_after = retry_after
         super().__init__(f"feed {feed}: {message}")
 
     def __reduce__(self) -> tuple[object, ...]:
         """Rebuilt from its parts when it crosses a process (parsing runs in a pool)."""
-        return (_fetch_error, (type(self), self.feed, self.reason, self.status))
+        parts = {
+            "url": self.url,
+            "status": self.status,
+            "transient": self.transient,
+            "retry_after": self.retry_after,
+        }
+        return (_fetch_error, (type(self), self.feed, self.reason, parts))
 
 
-def _fetch_error(kind: type[FetchError], feed: str, message: str, status: int | None) -> FetchError:
-    return kind(feed, message, status=status)
+class ParseError(FetchError):
+    """What the feed served is not a feed that can be read (HTML, broken XML, bad JSON)."""
+
+
+def _fetch_error(
+    kind: type[FetchError], feed: str, message: str, parts: dict[str, Any]
+) -> FetchError:
+    return kind(feed, message, **parts)
+
+
+class OpmlError(WatcherError):
+    """The OPML file cannot be read."""
 
 
 class DeliveryError(WatcherError):

@@ -31,6 +31,8 @@ CHUNK = 64 * 1024
 MAX_REDIRECTS = 5
 PERMANENT = frozenset({301, 308})
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
+TRANSIENT_STATUSES = frozenset({408, 425, 429})
+"""Error statuses below 500 that say "later", not "never"."""
 ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json,"
     " application/xml;q=0.9, */*;q=0.8"
@@ -55,16 +57,6 @@ class FetchResult:
     @property
     def not_modified(self) -> bool:
         return self.status == 304
-
-
-class FeedHTTPError(FetchError):
-    """The server answered with an error status; ``retry_after`` is its Retry-After."""
-
-    def __init__(
-        self, feed: str, message: str, *, status: int, retry_after: float | None = None
-    ) -> None:
-        super().__init__(feed, message, status=status)
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -137,7 +129,7 @@ def fetch(
                 _check_by_name(feed, hops.current)
             left = deadline - time.monotonic()
             if left <= 0:
-                raise FetchError(feed, f"timed out after {timeout:g}s")
+                raise FetchError(feed, f"timed out after {timeout:g}s", transient=True)
             # the feed's own headers (an Authorization) go to its own site only, never to
             # another host a redirect names, as browsers and requests do
             hop_headers = own_headers if _same_site(hops.origin, hops.current) else plain_headers
@@ -159,13 +151,31 @@ def fetch(
                         downgraded=hops.downgraded,
                     )
                 hops.follow(feed, response)
+    except FetchError as exc:
+        exc.url = exc.url or hops.current
+        raise
     except netguard.AddressRefused as exc:
-        raise FetchError(feed, _refused(exc.host, exc.address)) from exc
+        raise FetchError(feed, _refused(exc.host, exc.address), url=hops.current) from exc
     except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         if time.monotonic() >= deadline:
-            raise FetchError(feed, f"timed out after {timeout:g}s") from exc
-        raise FetchError(feed, describe(exc, timeout)) from exc
-    raise FetchError(feed, f"more than {MAX_REDIRECTS} redirects")
+            message = f"timed out after {timeout:g}s"
+            raise FetchError(feed, message, url=hops.current, transient=True) from exc
+        cause = describe(exc, timeout)
+        raise FetchError(feed, cause, url=hops.current, transient=_transient(exc)) from exc
+    raise FetchError(feed, f"more than {MAX_REDIRECTS} redirects", url=hops.current)
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether a request that failed with ``exc`` may well succeed later as it is: not when
+    its URL is invalid or the server's certificate fails verification."""
+    return not isinstance(
+        exc,
+        requests.exceptions.InvalidURL
+        | requests.exceptions.MissingSchema
+        | requests.exceptions.InvalidSchema
+        | requests.exceptions.SSLError
+        | urllib3.exceptions.LocationValueError,
+    )
 
 
 def _same_site(start: str, target: str) -> bool:
@@ -227,7 +237,7 @@ def _prepared(url: str, headers: Mapping[str, str | bytes]) -> requests.Prepared
 def _body(
     response: requests.Response, feed: str, deadline: float, timeout: float, max_size: int
 ) -> bytes:
-    """The body of a 2xx (empty for a 304); an error status raises FeedHTTPError."""
+    """The body of a 2xx (empty for a 304); an error status raises FetchError."""
     status = response.status_code
     if status == 304:
         _release(response)
@@ -237,7 +247,13 @@ def _body(
         _release(response)
         return body
     wait = retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
-    raise FeedHTTPError(feed, _status_message(response), status=status, retry_after=wait)
+    raise FetchError(
+        feed,
+        _status_message(response),
+        status=status,
+        transient=status in TRANSIENT_STATUSES or status >= 500,
+        retry_after=wait,
+    )
 
 
 def _redirect_target(
@@ -305,15 +321,17 @@ def _read(
             chunk = raw.read1(CHUNK, decode_content=True)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if time.monotonic() >= deadline:
-                raise FetchError(feed, f"download took longer than {timeout:g}s") from exc
-            raise FetchError(feed, describe(requests.ConnectionError(exc), timeout)) from exc
+                message = f"download took longer than {timeout:g}s"
+                raise FetchError(feed, message, transient=True) from exc
+            cause = describe(requests.ConnectionError(exc), timeout)
+            raise FetchError(feed, cause, transient=True) from exc
         if not chunk:
             break
         size += len(chunk)
         if size > max_size:
             raise FetchError(feed, f"response larger than max_feed_size ({max_size:,} bytes)")
         if time.monotonic() > deadline:
-            raise FetchError(feed, f"download took longer than {timeout:g}s")
+            raise FetchError(feed, f"download took longer than {timeout:g}s", transient=True)
         chunks.append(chunk)
     return b"".join(chunks)
 

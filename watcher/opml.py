@@ -8,12 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from watcher.errors import FetchError, WatcherError
+from watcher.errors import FetchError, OpmlError
 from watcher.parse import without_doctype
-
-
-class OpmlError(WatcherError):
-    """The OPML file cannot be read."""
 
 
 def read_opml(path: str | Path) -> list[tuple[str, str]]:

@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import Any
 from urllib.parse import urljoin
 
-from watcher.errors import FetchError
+from watcher.errors import FetchError, ParseError
 from watcher.models import Entry
 from watcher.text import MAX_FIELD, one_line
 
@@ -98,13 +98,13 @@ class ParsedFeed:
 
 
 def parse_feed(feed: str, body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
-    """Parse a feed body; raise FetchError when it is not a feed at all."""
+    """Parse a feed body; raise ParseError when it is not a feed at all."""
     if _is_json_feed(body, headers):
         return _json_feed(feed, body, url)
     passed = {name: headers[name] for name in _PASSED_HEADERS if name in headers}
     prepared = _prepared(feed, body, passed)
     if prepared is None:
-        raise FetchError(feed, _not_a_feed(body, headers, "no XML element found", url))
+        raise ParseError(feed, _not_a_feed(body, headers, "no XML element found", url))
     utf8 = {"content-type": "application/xml; charset=utf-8"}
     if "content-language" in passed:
         utf8["content-language"] = passed["content-language"]
@@ -117,7 +117,7 @@ def parse_feed(feed: str, body: bytes, headers: Mapping[str, str], url: str) -> 
             resolve_relative_uris=False,
         )
     except Exception as exc:  # its loose parser has raised ValueError, OverflowError, ...
-        raise FetchError(
+        raise ParseError(
             feed, f"not a valid RSS or Atom feed (feedparser failed: {_describe(exc)})"
         ) from exc
     entries = _unique(entry for raw in parsed.entries if _has_content(entry := _entry(raw, url)))
@@ -125,7 +125,7 @@ def parse_feed(feed: str, body: bytes, headers: Mapping[str, str], url: str) -> 
     harmless = (feedparser.CharacterEncodingOverride, feedparser.NonXMLContentType)
     problem = _describe(bozo) if parsed.bozo and not isinstance(bozo, harmless) else None
     if not entries and (problem or not parsed.get("version")):
-        raise FetchError(feed, _not_a_feed(body, headers, problem, url))
+        raise ParseError(feed, _not_a_feed(body, headers, problem, url))
     title = _valid(one_line(_text(parsed.feed.get("title")))[:MAX_LINE])
     return ParsedFeed(tuple(entries), title, problem if entries else None)
 
@@ -150,7 +150,7 @@ def without_doctype(feed: str, body: bytes, headers: Mapping[str, str] | None = 
     """
     prepared = _prepared(feed, body, headers or {})
     if prepared is None:
-        raise FetchError(feed, "not an XML document: no element found")
+        raise ParseError(feed, "not an XML document: no element found")
     return prepared
 
 
@@ -159,7 +159,7 @@ def _prepared(feed: str, body: bytes, headers: Mapping[str, str]) -> bytes | Non
     text = _decoded(body, headers)
     root = _root_start(text)
     if _ENTITY.search(text, 0, len(text) if root < 0 else root):
-        raise FetchError(feed, _REFUSED_ENTITIES)
+        raise ParseError(feed, _REFUSED_ENTITIES)
     if root < 0:
         return None
     # The root keeps its line, so that a parse error names the line it has in the feed (up to
@@ -275,12 +275,12 @@ def _json_feed(feed: str, body: bytes, url: str) -> ParsedFeed:
     try:
         document = json.loads(body)
     except RecursionError as exc:
-        raise FetchError(feed, "not valid JSON (nested too deep)") from exc
+        raise ParseError(feed, "not valid JSON (nested too deep)") from exc
     except (ValueError, UnicodeDecodeError) as exc:
-        raise FetchError(feed, f"not valid JSON ({one_line(str(exc))[:200]})") from exc
+        raise ParseError(feed, f"not valid JSON ({one_line(str(exc))[:200]})") from exc
     version = document.get("version") if isinstance(document, dict) else None
     if not isinstance(version, str) or "jsonfeed.org/version/" not in version:
-        raise FetchError(feed, "JSON that is not a JSON Feed (no jsonfeed.org version)")
+        raise ParseError(feed, "JSON that is not a JSON Feed (no jsonfeed.org version)")
     items = document.get("items")
     entries = _unique(
         entry
@@ -541,12 +541,14 @@ class ParserPool:
                 return future.result(timeout=self.deadline)
             except TimeoutError:
                 self._replace(pool, f"feed {feed}: parsing took longer than {self.deadline:g}s")
-                raise FetchError(
+                raise ParseError(
                     feed, f"parsing took longer than {self.deadline:g}s: abandoned"
                 ) from None
             except BrokenProcessPool:
                 self._replace(pool, "a parser process died")
-        raise FetchError(feed, "the parser process died while parsing the feed (out of memory?)")
+        raise FetchError(
+            feed, "the parser process died while parsing the feed (out of memory?)", transient=True
+        )
 
     def _replace(self, broken: ProcessPoolExecutor, reason: str) -> None:
         """Put a new pool in the broken one's place (once, whichever thread sees it first)

@@ -255,9 +255,8 @@ class Poller:
         failures = previous + 1
         gone = exc.status == 410
         delay = backoff(_interval(feed, rules.settings), previous)
-        wait = getattr(exc, "retry_after", None)
-        if wait:
-            delay = max(delay, timedelta(seconds=wait))
+        if exc.retry_after:
+            delay = max(delay, timedelta(seconds=exc.retry_after))
         if not dry_run:
             failures = self.store.record_failure(
                 feed.name, feed.url, one_line(exc.reason), now, retry_at=now + delay, gone=gone
@@ -267,7 +266,9 @@ class Poller:
                 "feed %s is gone (HTTP 410): no longer polled; remove it from the config", feed.name
             )
         else:
-            log.warning(
+            # a failure that lasts until someone fixes the feed or its URL is an error
+            log.log(
+                logging.WARNING if exc.transient else logging.ERROR,
                 "poll failed: %s (%d in a row; next try in %s)",
                 one_line(str(exc)),
                 failures,
