@@ -12,6 +12,7 @@ import re
 import sys
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -40,6 +41,11 @@ PROCESS_SEEN = timedelta(minutes=2)
 """A daemon not heard from for this long is not listed as running."""
 _JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
 
+TRANSLITERATE = click.option(
+    "--transliterate/--no-transliterate",
+    default=None,
+    help="Match words in other scripts by their Latin spelling too (default: the config's).",
+)
 config_option = click.option(
     "-c",
     "--config",
@@ -181,6 +187,7 @@ def demo() -> None:
 @click.option("--rule", "rule_name", metavar="NAME", help="Backtest a rule of the config.")
 @click.option("--since", default="7d", show_default=True, help="Stored items seen this recently.")
 @click.option("--feed", metavar="NAME", help="Only the items of this feed.")
+@TRANSLITERATE
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @config_option
 @handle_errors
@@ -190,6 +197,7 @@ def test_rule(
     rule_name: str | None,
     since: str,
     feed: str | None,
+    transliterate: bool | None,
     as_json: bool,
     config_file: str | None,
 ) -> None:
@@ -200,7 +208,7 @@ def test_rule(
     if (query is None) == (rule_name is None):
         raise click.UsageError("give either a QUERY or --rule NAME")
     config = _load(config_file) if rule_name or text is None else None
-    rule = _rule(query, rule_name, config)
+    rule = _rule(query, rule_name, config, transliterate)
     matcher = Matcher([rule])
     if text is not None:
         found = matcher.match(dict.fromkeys(DEFAULT_FIELDS, text), "text")
@@ -301,10 +309,13 @@ def matches(
 @click.option(
     "--limit", default=20, show_default=True, type=click.IntRange(min=1), help="At most this many."
 )
+@TRANSLITERATE
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @config_option
 @handle_errors
-def search(query: str, limit: int, as_json: bool, config_file: str | None) -> None:
+def search(
+    query: str, limit: int, transliterate: bool | None, as_json: bool, config_file: str | None
+) -> None:
     """Stored items matching QUERY, newest first. QUERY is in the rule query language:
     words, "phrases", prefix*, AND, OR, NOT or -, NEAR/n, field:, /regex/.
 
@@ -313,7 +324,9 @@ def search(query: str, limit: int, as_json: bool, config_file: str | None) -> No
     node = parse(query)
     config = _load(config_file)
     with _store(config) as store:
-        result = find(store, node, limit)
+        if transliterate is None:
+            transliterate = config.settings.transliterate
+        result = find(store, node, limit, transliterate=transliterate)
     if as_json:
         click.echo(_json([_item_json(f.item, f.match.terms) for f in result.found]))
     elif result.found:
@@ -590,13 +603,17 @@ def import_opml(file: str) -> None:
     click.echo(feeds_yaml(found), nl=False)
 
 
-def _rule(query: str | None, rule_name: str | None, config: Config | None) -> Rule:
+def _rule(
+    query: str | None, rule_name: str | None, config: Config | None, transliterate: bool | None
+) -> Rule:
     if query is not None:
-        return Rule("query", parse(query))
+        if transliterate is None:
+            transliterate = config is not None and config.settings.transliterate
+        return Rule("query", parse(query), transliterate=transliterate)
     assert config is not None
     for rule in config.compiled_rules():
         if rule.name == rule_name:
-            return rule
+            return rule if transliterate is None else replace(rule, transliterate=transliterate)
     known = _known(rule_name or "", [rule.name for rule in config.rules])
     raise click.BadParameter(f"no rule named {rule_name!r} ({known})", param_hint="--rule")
 

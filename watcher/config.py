@@ -181,6 +181,7 @@ class Settings(_Model):
     listen: str | None = "127.0.0.1:9187"  # /healthz and /metrics; null disables
     log_format: Literal["text", "json"] = "text"
     retry: RetrySettings = RetrySettings()
+    transliterate: bool = False  # words in other scripts also match by their Latin spelling
 
     @field_validator("database")
     @classmethod
@@ -222,6 +223,7 @@ class RuleConfig(_Model):
     none: tuple[str, ...] = ()
     feeds: tuple[str, ...] | None = None  # feed names and "tag:x"; None for every feed
     notify: tuple[str, ...] = ()
+    transliterate: bool | None = None  # None: settings.transliterate
 
 
 class _NotifierOptions(_Model):
@@ -335,7 +337,8 @@ class Config(_Model):
         """The rules as matchable objects; the config was validated, so every query parses."""
         disabled = set(self.disabled_notifiers())
         return tuple(
-            _compile_rule(rule, disabled, self._queries.get(rule.name)) for rule in self.rules
+            _compile_rule(rule, disabled, self._queries.get(rule.name), self.settings.transliterate)
+            for rule in self.rules
         )
 
     def disabled_notifiers(self) -> list[str]:
@@ -354,12 +357,18 @@ class Config(_Model):
 
 
 def _compile_rule(
-    rule: RuleConfig, disabled: Collection[str] = (), node: Node | None = None
+    rule: RuleConfig,
+    disabled: Collection[str] = (),
+    node: Node | None = None,
+    transliterate: bool = False,
 ) -> Rule:
     if node is None:
         node = _rule_query(rule)
     notify = tuple(name for name in rule.notify if name not in disabled)
-    return Rule(rule.name, node, frozenset(rule.feeds) if rule.feeds else None, notify)
+    feeds = frozenset(rule.feeds) if rule.feeds else None
+    if rule.transliterate is not None:
+        transliterate = rule.transliterate
+    return Rule(rule.name, node, feeds, notify, transliterate)
 
 
 def _rule_query(rule: RuleConfig) -> Node:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -20,7 +20,7 @@ import ahocorasick_rs
 import re2
 
 from watcher.query import DEFAULT_FIELDS, REGEX_OPTIONS, And, Near, Node, Not, Or, Regex, Term
-from watcher.text import MAX_FIELD, strip_html, words
+from watcher.text import MAX_FIELD, latin_words, strip_html, words
 
 MAX_HITS = 50
 """Hits kept per match: enough to highlight, bounded for a text that repeats a word."""
@@ -33,6 +33,8 @@ class Rule:
     feeds: frozenset[str] | None = None
     """Feed names, and ``tag:x`` for feeds tagged x, the rule is scoped to; None for every feed."""
     notify: tuple[str, ...] = ()
+    transliterate: bool = False
+    """Whether words in other scripts also match through their Latin spelling."""
 
     def applies_to(self, feed_name: str, feed_tags: Iterable[str]) -> bool:
         if self.feeds is None:
@@ -80,9 +82,18 @@ class Document:
 
     def __init__(self, fields: Mapping[str, str]) -> None:
         self._plain = {name: strip_html(text[:MAX_FIELD]) for name, text in fields.items() if text}
-        self.tokens = {name: words(text) for name, text in self._plain.items()}
         self.found: dict[int, list[int]] = {}
         """Set by the matcher: where (offsets in ``joined``) each term key was found."""
+        self._tokens: dict[str, list[str]] | None = None
+        self._latin: Document | None = None
+
+    @property
+    def tokens(self) -> dict[str, list[str]]:
+        """Each field's normalised words (made on first use: rules that all transliterate
+        read only the Latin spelling)."""
+        if self._tokens is None:
+            self._tokens = {name: words(text) for name, text in self._plain.items()}
+        return self._tokens
 
     @cached_property
     def _layout(self) -> tuple[str, list[int], list[str]]:
@@ -120,6 +131,29 @@ class Document:
 
     def plain(self, field: str) -> str:
         return self._plain.get(field, "")
+
+    @property
+    def latin(self) -> Document:
+        """The document with words of other scripts spelled in Latin letters, which the
+        rules with ``transliterate`` read: itself when it has no such word. (Properties
+        set once by hand: ``cached_property`` takes a lock at each first use.)"""
+        if self._latin is None:
+            ascii_only = all(map(str.isascii, self._plain.values()))
+            self._latin = self if ascii_only else self._in_latin()
+        return self._latin
+
+    def _in_latin(self) -> Document:
+        spelled = {name: latin_words(text) for name, text in self._plain.items()}
+        if all(spelled_words is None for spelled_words in spelled.values()):
+            return self
+        view = Document({})
+        view._plain = self._plain
+        view._tokens = {
+            name: spelled_words if spelled_words is not None else words(self._plain[name])
+            for name, spelled_words in spelled.items()
+        }
+        view._latin = view
+        return view
 
 
 def _fields(field: str | None) -> tuple[str, ...]:
@@ -286,6 +320,22 @@ def _anchors(node: Node) -> Anchors | None:
     return min(required, key=lambda found: (len(found), -sum(len(key) for _, key in found)))
 
 
+def in_latin(node: Node) -> Node:
+    """The query with its words spelled as ``Document.latin`` spells a document's: a query
+    written in Latin letters is unchanged, ``Песков`` becomes ``peskov``."""
+    if isinstance(node, Term):
+        spelled = latin_words(node.text.rstrip("*") if node.prefix else node.text)
+        return node if not spelled else replace(node, words=tuple(spelled))
+    if isinstance(node, Regex):
+        return node
+    if isinstance(node, Not):
+        return Not(in_latin(node.child))
+    if isinstance(node, Near):
+        return Near(in_latin(node.left), in_latin(node.right), node.distance)
+    kind = type(node)
+    return kind(tuple(in_latin(child) for child in node.children))
+
+
 def _leaves(node: Node) -> Iterable[Term | Regex]:
     """Every term and regular expression of a tree, under NOT too."""
     if isinstance(node, Term | Regex):
@@ -307,16 +357,21 @@ class Matcher:
 
     def __init__(self, rules: Iterable[Rule]) -> None:
         self.rules = tuple(rules)
+        self._queries = [
+            in_latin(rule.query) if rule.transliterate else rule.query for rule in self.rules
+        ]
+        """Each rule's query as it is matched: in Latin letters for ``transliterate``."""
+        self._latin = frozenset(i for i, rule in enumerate(self.rules) if rule.transliterate)
         self._keys: dict[str, int] = {}
-        for rule in self.rules:
-            for leaf in _leaves(rule.query):
+        for query in self._queries:
+            for leaf in _leaves(query):
                 if isinstance(leaf, Term):
                     self._keys.setdefault(term_key(leaf), len(self._keys))
         self._key_rules: list[list[int]] = [[] for _ in self._keys]
         self._always: list[int] = []
         regexes: dict[str, list[int]] = {}
-        for index, rule in enumerate(self.rules):
-            anchors = _anchors(rule.query)
+        for index, query in enumerate(self._queries):
+            anchors = _anchors(query)
             if anchors is None:
                 self._always.append(index)
                 continue
@@ -325,7 +380,7 @@ class Matcher:
                     regexes.setdefault(key, []).append(index)
                 else:
                     self._key_rules[self._keys[key]].append(index)
-        scoped = {node.field for rule in self.rules for node in _leaves(rule.query) if node.field}
+        scoped = {node.field for query in self._queries for node in _leaves(query) if node.field}
         self._fields = (*DEFAULT_FIELDS, *sorted(scoped - set(DEFAULT_FIELDS)))
         """The fields some rule reads: the link and the feed's name are only read on demand."""
         self._automaton = _automaton(list(self._keys))
@@ -334,18 +389,41 @@ class Matcher:
         self._evaluators: list[Evaluator | None] = [None] * len(self.rules)
 
     def candidates(self, document: Document) -> list[int]:
-        """Indexes of the rules that may match, in rule order; records what was found."""
+        """Indexes of the rules that may match, in rule order; records what was found (in
+        the document, and in its Latin spelling for the rules with ``transliterate``)."""
         found = set(self._always)
         if self._automaton is not None:
-            places = document.found
-            matches = self._automaton.find_matches_as_indexes(document.joined, overlapping=True)
-            for key, _, end in matches:
-                places.setdefault(key, []).append(end - 1)
-            found.update(*[self._key_rules[key] for key in places])
+            latin = document.latin if self._latin else document
+            self._find(latin if len(self._latin) == len(self.rules) else document)
+            if latin is document:
+                found.update(*[self._key_rules[key] for key in document.found])
+            elif len(self._latin) == len(self.rules):
+                found.update(*[self._key_rules[key] for key in latin.found])
+            else:
+                self._find(latin)
+                found.update(
+                    index
+                    for key in document.found
+                    for index in self._key_rules[key]
+                    if index not in self._latin
+                )
+                found.update(
+                    index
+                    for key in latin.found
+                    for index in self._key_rules[key]
+                    if index in self._latin
+                )
         if self._regex_set is not None:
             for pattern in self._regex_set.Match(document.plain_text()) or ():
                 found.update(self._regex_rules[pattern])
         return sorted(found)
+
+    def _find(self, document: Document) -> None:
+        places = document.found
+        for key, _, end in self._automaton.find_matches_as_indexes(
+            document.joined, overlapping=True
+        ):
+            places.setdefault(key, []).append(end - 1)
 
     def match(
         self, fields: Mapping[str, str], feed_name: str, feed_tags: Iterable[str] = ()
@@ -355,14 +433,18 @@ class Matcher:
         document = Document({name: available.get(name, "") for name in self._fields})
         tags = tuple(feed_tags)
         matches = []
-        for index in self.candidates(document):
+        candidates = self.candidates(document)
+        latin = document.latin if self._latin else document
+        for index in candidates:
             rule = self.rules[index]
             if rule.feeds is not None and not rule.applies_to(feed_name, tags):
                 continue
             evaluator = self._evaluators[index]
             if evaluator is None:
-                evaluator = self._evaluators[index] = compile_query(rule.query, self._keys)
-            hits = evaluator(document)
+                evaluator = self._evaluators[index] = compile_query(
+                    self._queries[index], self._keys
+                )
+            hits = evaluator(latin if rule.transliterate else document)
             if hits is not None:
                 terms = tuple(dict.fromkeys([hit.term for hit in hits]))
                 matches.append(Match(rule.name, terms, rule.notify, tuple(hits[:MAX_HITS])))

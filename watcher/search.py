@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from watcher.query import Near, Node, Not, Or, Regex, Term
-from watcher.rules import Match, Matcher, Rule
+from watcher.rules import Match, Matcher, Rule, in_latin
 from watcher.state.base import Reports, SearchWord, StoredItem
 
 Clause = frozenset[SearchWord]
@@ -47,12 +47,20 @@ class Result:
     items were not read."""
 
 
-def find(store: Reports, query: Node, limit: int = 20, examine: int | None = None) -> Result:
+def find(
+    store: Reports,
+    query: Node,
+    limit: int = 20,
+    examine: int | None = None,
+    *,
+    transliterate: bool = False,
+) -> Result:
     """The newest ``limit`` stored items the query matches, reading at most ``examine``
-    (``MAX_EXAMINED``) of them."""
+    (``MAX_EXAMINED``) of them; with ``transliterate``, as a rule with that option matches
+    (the index holds the Latin spelling of words in other scripts too)."""
     examine = MAX_EXAMINED if examine is None else examine
-    matcher = Matcher([Rule("search", query)])
-    clauses = prefilter(query)
+    matcher = Matcher([Rule("search", query, transliterate=transliterate)])
+    clauses = prefilter(in_latin(query) if transliterate else query)
     found: list[Found] = []
     examined, before, page = 0, None, FIRST_PAGE
     while len(found) < limit:

@@ -7,10 +7,15 @@ case-folded and with accents removed: ``Peskóv's`` holds the words ``peskov`` a
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import html
 import re
 import unicodedata
 from collections.abc import Callable, Collection
+from typing import cast
+
+from anyascii import anyascii
 
 MAX_FIELD = 100_000
 """The most characters of one field of an item that are stored and matched (an article's text
@@ -114,6 +119,65 @@ def words(text: str) -> list[str]:
     return _WORD.findall(fold(text))
 
 
+def latin_words(text: str) -> list[str] | None:
+    """The normalised words of plain text, those of other scripts spelled in Latin letters
+    (``transliterate``): ``Песков`` is ``peskov``, ``Αθήνα`` is ``athina``. None when no
+    word is of another script: the words are then those ``words`` gives.
+
+    A word is transliterated from its composed form, before accents are removed: ``й``
+    is then ``y`` (``Шойгу``, ``shoygu``), not the ``i`` it folds into.
+    """
+    if text.isascii() or not _OTHER_SCRIPTS.search(text):
+        return None
+    found = _WORD.findall(unicodedata.normalize("NFC", text.casefold()))
+    spelled: list[str | None] = list(map(_SPELLINGS.get, found))
+    missing = -1
+    with contextlib.suppress(ValueError):
+        while True:  # the words not met lately, found by a search in C
+            missing = spelled.index(None, missing + 1)
+            spelled[missing] = _spelled(found[missing])
+    known = cast(list[str], spelled)
+    joined = " ".join(known)
+    return known if joined.count(" ") == len(known) - 1 else joined.split()
+
+
+_OTHER_SCRIPTS = re.compile(
+    "[\u0370-\u052f\u0530-\u1aaf\u1b00-\u1cff\u1f00-\u1fff\u2c00-\u2c5f"
+    "\u2c80-\u2dff\u2e80-\ua6ff\ua800-\uab2f\uab70-\ud7ff\uf900-\ufaff"
+    "\ufb1d-\ufdff\ufe70-\ufefe\uff66-\uffdc\U00010000-\U0001d3ff"
+    "\U0001e000-\U0001efff\U00020000-\U0003ffff]"
+)
+"""The blocks of scripts other than Latin (Greek, Cyrillic, Arabic, CJK, ...): text with
+none of their characters has no word to transliterate."""
+
+
+_SPELLINGS: dict[str, str] = {}
+"""``_spelled`` of the words met lately. A plain dict, looked up in one ``map`` over a
+text's words: an ``lru_cache`` call per word doubled the cost of matching Cyrillic text."""
+MAX_SPELLINGS = 200_000
+
+
+def _spelled(word: str) -> str:
+    """A word (case-folded, composed) as ``latin_words`` gives it, its words joined by
+    spaces: in Latin letters when it holds a letter of another script. Apostrophes that
+    stand for soft and hard signs (``ob'yavil``) are dropped rather than splitting it."""
+    spelled = " ".join(words(word))
+    if _foreign(word):
+        spelled = " ".join(words(anyascii(word).replace("'", ""))) or spelled
+    if len(_SPELLINGS) >= MAX_SPELLINGS:
+        _SPELLINGS.clear()
+    _SPELLINGS[word] = spelled
+    return spelled
+
+
+@functools.lru_cache(maxsize=65536)
+def _foreign(word: str) -> bool:
+    """Whether a word holds a letter of a script other than Latin."""
+    return not word.isascii() and any(
+        letter.isalpha() and not unicodedata.name(letter, "").startswith("LATIN") for letter in word
+    )
+
+
 def plain(text: str, limit: int | None = None) -> str:
     """HTML reduced to one line of plain text, cut to ``limit`` characters with an ellipsis."""
     text = _SPACE.sub(" ", strip_html(text)).strip()
@@ -140,8 +204,14 @@ def highlight(
         return escape(text)
     parts, last = [], 0
     for found in _WORD.finditer(text):
-        if fold(found.group()) in words:
+        if fold(found.group()) in words or _marked_in_latin(found.group(), words):
             parts += [escape(text[last : found.start()]), mark(escape(found.group()))]
             last = found.end()
     parts.append(escape(text[last:]))
     return "".join(parts)
+
+
+def _marked_in_latin(word: str, marked: Collection[str]) -> bool:
+    """Whether a word of another script made the match through its Latin spelling."""
+    composed = unicodedata.normalize("NFC", word.casefold())
+    return _foreign(composed) and any(spelled in marked for spelled in _spelled(composed).split())

@@ -45,6 +45,13 @@ def _index_words(connection: psycopg.Connection[Any]) -> None:
     connection.execute("CREATE INDEX items_unindexed ON items (id) WHERE words IS NULL")
 
 
+def _index_latin_spellings(connection: psycopg.Connection[Any]) -> None:
+    """The index holds words of other scripts in their Latin spelling too (``transliterate``):
+    the items with such words have theirs written again."""
+    connection.execute("UPDATE items SET words = NULL WHERE words::text ~ '[^ -~]'")
+    fill_words(_Tx(connection))
+
+
 MIGRATIONS: list[tuple[str, str | Callable[[psycopg.Connection[Any]], None]]] = [
     (
         "create_core_tables",
@@ -152,6 +159,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[psycopg.Connection[Any]], None]]] = 
         """,
     ),
     ("index_the_words_the_matcher_sees", _index_words),
+    ("index_latin_spellings", _index_latin_spellings),
 ]
 
 

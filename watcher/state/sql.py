@@ -797,9 +797,13 @@ def _item_row(feed: str, entry: Entry, stamp: str, canonical: str | None = None)
 
 def item_words(feed: str, entry: Entry) -> str | None:
     """The distinct words the matcher sees in an item, in every field a query can name and
-    in its feed's name, one space between them: what the search index holds of it. None
-    when they are more than ``MAX_WORDS``."""
-    tokens = Document({**entry.searchable(), "feed": feed}).tokens.values()
+    in its feed's name, one space between them: what the search index holds of it. Words in
+    other scripts are there in their Latin spelling too, for searches with ``transliterate``.
+    None when they are more than ``MAX_WORDS``."""
+    document = Document({**entry.searchable(), "feed": feed})
+    tokens = [*document.tokens.values()]
+    if document.latin is not document:
+        tokens += document.latin.tokens.values()
     found = " ".join(dict.fromkeys(word[:MAX_WORD] for words in tokens for word in words))
     if len(found) > MAX_WORDS // 4 and len(found.encode()) > MAX_WORDS:
         return None

@@ -72,6 +72,13 @@ def _index_words(connection: sqlite3.Connection) -> None:
         connection.execute(statement)
 
 
+def _index_latin_spellings(connection: sqlite3.Connection) -> None:
+    """The index holds words of other scripts in their Latin spelling too (``transliterate``):
+    the items with such words have theirs written again."""
+    connection.execute("UPDATE items SET words = NULL WHERE words GLOB '*[^ -~]*'")
+    fill_words(_Tx(connection))
+
+
 MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     (
         "create_core_tables",
@@ -216,6 +223,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
         """,
     ),
     ("index_the_words_the_matcher_sees", _index_words),
+    ("index_latin_spellings", _index_latin_spellings),
 ]
 """Ordered and named; each runs in its own transaction, recorded in ``_sqlite_migrations``
 (the table sqlite-utils kept them in, so databases made before keep their record)."""
