@@ -377,9 +377,3 @@ def test_a_notifier_hides_its_url_secret_and_header_values():
     hook = notifiers()["hook"]
     text = f"{HOOK} signed with s3cret, team desk, /T000/secret-token"
     assert hook.redact(text) == "*** signed with ***, team ***, ***"
-
-
-def test_every_registered_type_names_its_notifier_class():
-    from watcher.notify import REGISTRY, notifier_class
-
-    assert {kind: notifier_class(kind).type for kind in REGISTRY} == {k: k for k in REGISTRY}

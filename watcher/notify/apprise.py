@@ -8,12 +8,37 @@ not, so every failure is retried.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+import importlib.util
+from typing import Any, Literal
 
+from pydantic import SecretStr, field_validator
+
+from watcher import DISTRIBUTION
 from watcher.errors import DeliveryError
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify.base import Notifier, digest_heading, summary_of, title_of
+from watcher.notify.options import NotifierOptions
+from watcher.notify.registry import Channel
+
+
+class AppriseOptions(NotifierOptions):
+    type: Literal["apprise"]
+    url: SecretStr  # any Apprise URL (tgram://, ntfy://, matrix://, ...); empty: disabled
+
+    @field_validator("type")
+    @classmethod
+    def _installed(cls, value: str) -> str:
+        """An optional extra: the config says how to install it (at ``type``)."""
+        if importlib.util.find_spec("apprise") is None:
+            raise ValueError(
+                f"the apprise notifier needs the extra: pip install '{DISTRIBUTION}[apprise]'"
+            )
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.url.get_secret_value())
 
 
 def body(alert: Alert) -> str:
@@ -30,7 +55,7 @@ def digest_body(digest: Digest) -> str:
 
 
 class AppriseNotifier(Notifier):
-    type = "apprise"
+    options: AppriseOptions
 
     def __init__(self, name: str, options: Any, **shared: Any) -> None:
         super().__init__(name, options, **shared)
@@ -49,3 +74,6 @@ class AppriseNotifier(Notifier):
         if not service.notify(title=title, body=text):
             raise DeliveryError(self.name, "Apprise could not deliver (see the service)")
         return None
+
+
+CHANNEL = Channel(AppriseOptions, AppriseNotifier)
