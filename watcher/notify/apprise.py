@@ -2,7 +2,7 @@
 
 An optional extra (``pip install 'watcher-feeds[apprise]'``); the config refuses an ``apprise``
 notifier when it is missing. Apprise tells only whether a notification went out, not why
-not, so every failure is retried.
+not, so every failure is retried, and it sees no ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -67,11 +67,21 @@ class AppriseNotifier(Notifier):
     def send_digest(self, digest: Digest) -> str | None:
         return self._notify(f"[watcher] {digest_heading(digest)}", digest_body(digest))
 
-    def _notify(self, title: str, text: str) -> str | None:
+    def service(self) -> Any:
+        """The Apprise object for one send: each of its waits (connection, answer) ends by
+        this notifier's ``timeout``, not by Apprise's own 4 s."""
         service = self._apprise.Apprise()
         if not service.add(self.options.url.get_secret_value()):
             raise DeliveryError(self.name, "Apprise does not accept the URL", retryable=False)
-        if not service.notify(title=title, body=text):
+        for server in service:
+            server.socket_connect_timeout = server.socket_read_timeout = self.timeout
+        return service
+
+    def _notify(self, title: str, text: str) -> str | None:
+        # Given as plain text, Apprise escapes it for each service's own format (HTML for
+        # Telegram, Markdown for others), so that feed text never reaches one as markup.
+        text_format = self._apprise.NotifyFormat.TEXT
+        if not self.service().notify(title=title, body=text, body_format=text_format):
             raise DeliveryError(self.name, "Apprise could not deliver (see the service)")
         return None
 
