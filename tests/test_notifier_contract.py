@@ -39,14 +39,17 @@ NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 TIMEOUT = 0.5
 
 HOSTILE = {
-    "title": "Peskov &lt;!channel&gt; &lt;http://evil.example|click&gt; @everyone @here "
+    "title": "Peskov <!channel> &lt;http://evil.example|click&gt; @everyone @here "
     "<script>alert(1)</script> [x](https://evil.example) *statement*",
-    "summary": "<p>&lt;@U123&gt; &lt;!everyone&gt; &lt;#C1|x&gt; Peskov "
+    "summary": "<p><@U123> &lt;!everyone&gt; <#C1|x> Peskov "
     "<a href='javascript:alert(1)'>x</a> &lt;script&gt;alert(2)&lt;/script&gt;</p>",
     "link": "https://news.example.org/a?b=<c>|d",
 }
 """Feed text that would be markup in some channel: Slack's mentions and links, Discord's
-mentions and masked links, HTML."""
+mentions and masked links, HTML; as the feed gave it (``<!channel>``) or with entities
+(``&lt;!everyone&gt;``), as a feed that escapes its HTML gives it."""
+CODE = {"title": "std::vector<int> leaks", "summary": "<p>std::vector&lt;int&gt; in <b>C++</b></p>"}
+"""Angle brackets that are text, not markup: they reach every channel."""
 HOSTILE_TITLE = (
     "Peskov <!channel> <http://evil.example|click> @everyone @here [x](https://evil.example) "
     "*statement*"
@@ -113,6 +116,10 @@ class Adapter:
     def check_hostile(self, message: Any) -> None:
         raise NotImplementedError
 
+    def check_code(self, message: Any) -> None:
+        """``CODE``'s angle brackets are shown, escaped for the channel."""
+        raise NotImplementedError
+
 
 class HttpAdapter(Adapter):
     permanent: ClassVar[list[Any]] = [400, 403, 404, 410]
@@ -135,6 +142,10 @@ class WebhookAdapter(HttpAdapter):
         assert message["item"]["link"] == HOSTILE["link"]
         assert "<script>alert(1)" not in self.text(message)
 
+    def check_code(self, message: Any) -> None:
+        assert message["item"]["title"] == CODE["title"]
+        assert message["item"]["summary"] == "std::vector<int> in C++"
+
 
 class SlackAdapter(HttpAdapter):
     kind = "slack"
@@ -151,6 +162,10 @@ class SlackAdapter(HttpAdapter):
         assert f"|{shown}" in section
         assert "&lt;@U123&gt; &lt;!everyone&gt; &lt;#C1|x&gt; *Peskov*" in section
 
+    def check_code(self, message: Any) -> None:
+        assert message["text"] == "[talks] std::vector&lt;int&gt; leaks (world)"
+        assert "std::*vector*&lt;int&gt; in C++" in message["blocks"][0]["text"]["text"]
+
 
 class DiscordAdapter(HttpAdapter):
     kind = "discord"
@@ -162,11 +177,17 @@ class DiscordAdapter(HttpAdapter):
         text = self.text(embed)
         for markup in ("@everyone", "@here", "<@U123>", "[x](https"):
             assert markup not in text
-        assert embed["title"].startswith("Peskov <!channel\\> <http\\:")
+        assert embed["title"].startswith("Peskov \\<!channel\\> \\<http\\:")
         assert "@\u200beveryone @\u200bhere \\[x\\]\\(https\\:" in embed["title"]
         assert "\\*statement\\*" in embed["title"]
         assert embed["url"] == HOSTILE["link"]
         assert "**Peskov**" in embed["description"]
+        assert "\\<@\u200bU123\\> \\<!everyone\\> \\<\\#C1\\|x\\>" in embed["description"]
+
+    def check_code(self, message: Any) -> None:
+        (embed,) = message["embeds"]
+        assert embed["title"] == "std\\:\\:vector\\<int\\> leaks"
+        assert "std\\:\\:**vector**\\<int\\> in C++" in embed["description"]
 
 
 class EmailAdapter(Adapter):
@@ -211,6 +232,13 @@ class EmailAdapter(Adapter):
         plain = message.get_body(("plain",)).get_content()
         assert plain.startswith(HOSTILE_TITLE)  # plain text is text: nothing to escape
 
+    def check_code(self, message: Any) -> None:
+        assert message["Subject"] == "[watcher] talks: std::vector<int> leaks"
+        assert "std::vector<int> in C++" in message.get_body(("plain",)).get_content()
+        html_text = message.get_body(("html",)).get_content()
+        assert "std::<mark>vector</mark>&lt;int&gt; leaks" in html_text
+        assert "std::<mark>vector</mark>&lt;int&gt; in C++" in html_text
+
 
 class AppriseAdapter(HttpAdapter):
     kind = "apprise"
@@ -235,6 +263,10 @@ class AppriseAdapter(HttpAdapter):
         body = message["message"]
         assert "<" not in body.replace("<br/>", "")  # Apprise's line breaks
         assert "&lt;@U123&gt;&nbsp;&lt;!everyone&gt;" in body
+
+    def check_code(self, message: Any) -> None:
+        assert message["title"] == "[watcher] talks: std::vector<int> leaks"
+        assert "std::vector&lt;int&gt;&nbsp;in&nbsp;C++" in message["message"]
 
 
 ADAPTERS: dict[str, type[Adapter]] = {
@@ -328,6 +360,12 @@ def test_feed_text_reaches_the_channel_as_text_not_markup(channel):
     notifier(channel).send(hostile)
     (message,) = channel.received()
     channel.check_hostile(message)
+
+
+def test_angle_brackets_that_are_not_html_are_shown_not_dropped(channel):
+    notifier(channel).send(replace(alert(**CODE), words=("vector",)))
+    (message,) = channel.received()
+    channel.check_code(message)
 
 
 def test_a_digest_is_one_message_with_every_alert(channel):

@@ -327,3 +327,41 @@ def test_apprise_waits_for_its_service_no_longer_than_its_timeout():
     push = build_notifiers(config, new_session("t"))["push"]
     servers = list(push.service())  # type: ignore[attr-defined]
     assert [(s.socket_connect_timeout, s.socket_read_timeout) for s in servers] == [(2.0, 2.0)]
+
+
+def test_a_title_with_slack_markup_reaches_slack_as_visible_text(
+    make_config, feed_server, receiver
+):
+    from tests.conftest import rss
+    from tests.servers import Route
+    from watcher.cycle import run_once
+
+    feed_server.routes["/world.xml"] = Route(
+        rss(
+            {
+                "guid": "1",
+                "title": "Peskov &lt;!channel&gt; &lt;http://evil.example|click&gt; statement",
+                "link": "https://news.example.org/1",
+            },
+            {
+                "guid": "2",
+                "title": "std::vector&lt;int&gt; and &lt;b&gt;Peskov&lt;/b&gt;",
+                "link": "https://news.example.org/2",
+            },
+        )
+    )
+    config = make_config(
+        feeds=[{"url": feed_server.url("/world.xml"), "name": "world", "backfill": True}],
+        rules=[
+            {"name": "peskov", "query": "Peskov", "notify": ["slack"]},
+            {"name": "code", "query": "vector", "notify": ["slack"]},
+        ],
+        notify={"slack": {"type": "slack", "url": receiver.url("/slack")}},
+    )
+    assert run_once(config).delivery.sent == 3
+    texts = sorted(body["text"] for body in receiver.bodies("/slack"))
+    assert texts == [
+        "[code] std::vector&lt;int&gt; and Peskov (world)",
+        "[peskov] Peskov &lt;!channel&gt; &lt;http://evil.example|click&gt; statement (world)",
+        "[peskov] std::vector&lt;int&gt; and Peskov (world)",
+    ]

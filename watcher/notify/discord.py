@@ -2,7 +2,8 @@
 
 ``allowed_mentions`` with nothing to parse stops every ping (``@everyone``, roles, users);
 a zero-width space after each ``@`` keeps them from even looking like mentions, and
-Markdown characters are escaped, so a title cannot hide a link (``[text](url)``).
+Markdown characters and ``<`` are escaped, so a title can neither hide a link
+(``[text](url)``) nor write Discord's own ``<@user>``, ``<#channel>`` or ``<t:time>``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from watcher.notify.options import PostOptions
 from watcher.notify.registry import Channel
 from watcher.values import Rate
 
-_MARKDOWN = re.compile(r"([\\*_~`|>\[\]()#:-])")
+_MARKDOWN = re.compile(r"([\\*_~`|<>\[\]()#:-])")
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096
 
