@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from watcher.errors import QueryError
 from watcher.query import has_positive, parse, structured
 from watcher.rules import Matcher, Rule
 from watcher.text import one_line, plain, strip_html, words
@@ -14,44 +13,14 @@ def matches(query: str, text: str, field: str = "title") -> tuple[str, ...] | No
     return found[0].terms if found else None
 
 
+# The query language's table of cases is tests/data/query_cases.yaml (tests/test_query.py);
+# these are the cases it does not have.
 @pytest.mark.parametrize(
     ("query", "text", "expected"),
     [
-        ("Peskov", "Kremlin spokesman Peskov said", True),
-        ("Peskov", "PESKOV SAID", True),
-        ("Peskov", "Peskóv said", True),
-        ("Peskóv", "peskov said", True),
-        ("Peskov", "Peskovich said", False),
-        ("Peskov", "Peskov's remarks", True),
-        ("war", "an award ceremony", False),
-        ("war", "the war, again", True),
-        ('"Istanbul talks"', "new Istanbul talks planned", True),
-        ('"Istanbul talks"', "talks in Istanbul", False),
-        ('"Istanbul talks"', "Istanbul: talks resume", True),
-        ('"Istanbul talks"', "<p>In <b>Istanbul</b> talks</p>", True),
-        ('"Istanbul talks"', "Istanbul &amp; talks", True),
-        ("negotiat*", "negotiations stalled", True),
-        ("negotiat*", "renegotiation", False),
-        ("Istanbul AND negotiat*", "Istanbul negotiators met", True),
-        ("Istanbul AND negotiat*", "Istanbul met", False),
-        ("Istanbul negotiat*", "negotiating in Istanbul", True),
-        ("Istanbul OR Ankara", "Ankara says", True),
-        ("Istanbul OR Ankara", "Paris says", False),
-        ("Istanbul -football", "Istanbul football derby", False),
-        ("Istanbul NOT football", "Istanbul talks", True),
-        ("(Istanbul OR Ankara) talks", "Ankara talks", True),
-        ("(Istanbul OR Ankara) talks", "Ankara meets", False),
-        ("a OR b c", "a", True),  # AND binds tighter than OR
-        ("a OR b c", "b", False),
-        ("de-escalation", "calls for de-escalation", True),
-        ("de-escalation", "de escalation", True),
-        ("de-escalation", "escalation", False),
-        ("Песков", "Дмитрий ПЕСКОВ заявил", True),
-        ("Песков", "Песковский", False),
-        ("Πεσκοφ", "ο Πεσκόφ είπε", True),
-        ('"cease-fire"', "a cease fire holds", True),
-        ("and", "this and that", True),
-        ("Straße", "strasse closed", True),
+        ('"Istanbul talks"', "Istanbul &amp; talks", True),  # an entity is punctuation
+        ("Πεσκοφ", "ο Πεσκόφ είπε", True),  # the accent in the text, not in the query
+        ("and", "this and that", True),  # a lower-case operator word is a word
     ],
 )
 def test_matching_semantics(query, text, expected):
@@ -100,27 +69,6 @@ def test_structured_form():
     matches_all = Matcher([Rule("r", both)])
     assert matches_all.match({"title": "Istanbul talking"}, "f")
     assert matches_all.match({"title": "Istanbul"}, "f") == []
-
-
-@pytest.mark.parametrize(
-    ("query", "message"),
-    [
-        ("", "column 1: empty query"),
-        ("   ", "column 1: empty query"),
-        ("(Istanbul talks", "column 1: unbalanced parenthesis"),
-        ("Istanbul talks)", "column 15: unbalanced parenthesis"),
-        ("Istanbul OR", "column 10: OR needs a term after it"),
-        ("AND Istanbul", "column 1: AND needs a term before it"),
-        ("Istanbul AND NOT", "column 14: NOT needs a term after it"),
-        ('"Istanbul talks', "column 1: unclosed quote"),
-        ('"!!"', "column 1: phrase '!!' has no letters or digits"),
-        ("()", "column 1: empty parentheses"),
-    ],
-)
-def test_query_errors_name_the_column(query, message):
-    with pytest.raises(QueryError) as caught:
-        parse(query)
-    assert str(caught.value) == message
 
 
 @pytest.mark.parametrize(

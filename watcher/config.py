@@ -14,7 +14,6 @@ import os
 import re
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,17 +23,17 @@ import jinja2
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PrivateAttr,
-    SecretStr,
     TypeAdapter,
     ValidationError,
     field_validator,
 )
 
-from watcher import DISTRIBUTION, __version__, urls
+from watcher import DISTRIBUTION, __version__
 from watcher.errors import ConfigError, QueryError
+from watcher.notify import registry
+from watcher.notify.options import NotifierOptions
 from watcher.query import (
     OPERATORS,
     Node,
@@ -46,35 +45,19 @@ from watcher.query import (
     term,
 )
 from watcher.rules import Rule
+from watcher.values import SECTION, Duration
+from watcher.values import Rate as Rate  # re-exported: the config's values, read from here
+from watcher.values import http_url as _http_url
+from watcher.values import parse_duration as parse_duration
+from watcher.values import parse_rate as parse_rate
 from watcher.yamlsource import Path_, Source
 
 DEFAULT_CONFIG = "config/watch.yaml"
 DEFAULT_USER_AGENT = f"watcher/{__version__} (+https://github.com/watcher-rss/watcher)"
 
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
 _SIZE_UNITS |= {"kib": 1024, "mib": 1024**2, "gib": 1024**3}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.I)
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
-_RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
-_RATE_PERIODS |= {"h": 3600, "hour": 3600}
-
-
-def parse_duration(value: object) -> timedelta:
-    """``30s``, ``5m``, ``2h``, ``1d``, ``1w`` or a number of seconds."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        found = _DURATION.match(str(value))
-        if not found:
-            raise ValueError(f"invalid duration {value!r} (use e.g. 30s, 5m, 2h, 1d)")
-        seconds = float(found[1]) * _UNITS[found[2] or "s"]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return timedelta(seconds=seconds)
 
 
 def parse_size(value: object) -> int:
@@ -85,23 +68,6 @@ def parse_size(value: object) -> int:
     if not found:
         raise ValueError(f"invalid size {value!r} (use e.g. 512KB, 10MB)")
     return int(float(found[1]) * _SIZE_UNITS[(found[2] or "").lower()])
-
-
-@dataclass(frozen=True)
-class Rate:
-    """At most ``count`` messages per ``period``."""
-
-    count: int
-    period: timedelta
-
-
-def parse_rate(value: object) -> Rate:
-    if isinstance(value, Rate):
-        return value
-    found = _RATE.match(str(value))
-    if not found or int(found[1]) < 1:
-        raise ValueError(f"invalid rate {value!r} (use e.g. 1/s, 20/min)")
-    return Rate(int(found[1]), timedelta(seconds=_RATE_PERIODS[found[2]]))
 
 
 def derive_feed_name(url: str) -> str:
@@ -118,27 +84,7 @@ def derive_feed_name(url: str) -> str:
     return slug.lower()
 
 
-Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
-RateField = Annotated[Rate, BeforeValidator(parse_rate)]
-
-
-def _http_url(value: str, *, allow_empty: bool = False) -> str:
-    """An http(s) URL that watcher can request. The message never quotes the URL: a
-    notifier's is a secret. Credentials (``user:password@``) are allowed: the URL is the
-    user's own."""
-    if allow_empty and value == "":
-        return value
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        parts = None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("must be an http:// or https:// URL")
-    problem = urls.problem(value)
-    if problem:
-        raise ValueError(f"invalid URL: {problem}")
-    return value
 
 
 def database_problem(database: str) -> str | None:
@@ -159,7 +105,7 @@ def database_problem(database: str) -> str | None:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = SECTION
 
 
 class RetrySettings(_Model):
@@ -224,98 +170,6 @@ class RuleConfig(_Model):
     feeds: tuple[str, ...] | None = None  # feed names and "tag:x"; None for every feed
     notify: tuple[str, ...] = ()
     transliterate: bool | None = None  # None: settings.transliterate
-
-
-class _NotifierOptions(_Model):
-    rate: RateField | None = None
-    digest: Duration | None = None
-    timeout: Duration | None = None  # None: settings.timeout
-
-    @property
-    def enabled(self) -> bool:
-        return True
-
-
-class _PostOptions(_NotifierOptions):
-    """A notifier that posts to an http(s) URL."""
-
-    url: SecretStr  # empty: the notifier is disabled
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: SecretStr) -> SecretStr:
-        _http_url(value.get_secret_value(), allow_empty=True)
-        return value
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.url.get_secret_value())
-
-
-class WebhookOptions(_PostOptions):
-    type: Literal["webhook"]
-    secret: SecretStr | None = None  # signs the body with HMAC-SHA256
-    headers: dict[str, str] = {}
-
-
-class SlackOptions(_PostOptions):
-    """Slack's incoming webhooks take no signature and no headers of ours: ``secret`` and
-    ``headers`` are unknown keys, not options silently ignored."""
-
-    type: Literal["slack"]
-    template: str | None = None  # Jinja2 file for the message text; relative to the config
-
-
-class DiscordOptions(_PostOptions):
-    """Like Slack's, Discord's webhooks take no ``secret`` and no ``headers``."""
-
-    type: Literal["discord"]
-    template: str | None = None  # Jinja2 file for the embed's description
-
-
-def _addresses(value: object) -> object:
-    """One address may be written without a list: ``to: desk@example.org``."""
-    return [value] if isinstance(value, str) else value
-
-
-class EmailOptions(_NotifierOptions):
-    type: Literal["email"]
-    to: Annotated[tuple[str, ...], BeforeValidator(_addresses)] = Field(min_length=1)
-    sender: str = Field(alias="from")
-    host: str  # empty: the notifier is disabled
-    port: int = Field(587, ge=1, le=65535)
-    security: Literal["starttls", "ssl", "none"] = "starttls"
-    username: str | None = None
-    password: SecretStr | None = None
-    template: str | None = None  # Jinja2 file for the HTML part
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.host)
-
-
-class AppriseOptions(_NotifierOptions):
-    type: Literal["apprise"]
-    url: SecretStr  # any Apprise URL (tgram://, ntfy://, matrix://, ...); empty: disabled
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.url.get_secret_value())
-
-
-NotifierOptions = Annotated[
-    WebhookOptions | SlackOptions | DiscordOptions | EmailOptions | AppriseOptions,
-    Field(discriminator="type"),
-]
-_NOTIFIER_MODELS: dict[str, type[_NotifierOptions]] = {
-    "apprise": AppriseOptions,
-    "discord": DiscordOptions,
-    "email": EmailOptions,
-    "slack": SlackOptions,
-    "webhook": WebhookOptions,
-}
-NOTIFIER_TYPES = tuple(_NOTIFIER_MODELS)
-_NOTIFIER_ADAPTER: TypeAdapter[Any] = TypeAdapter(NotifierOptions)
 
 
 class Config(_Model):
@@ -486,16 +340,13 @@ def _validate(data: dict[str, Any], source: Source) -> Config | None:
         source.problems.append(source.at(("notify",), "expected a mapping of notifier names"))
         raw_notify = {}
     notify = {
-        name: _validated(source, _NOTIFIER_ADAPTER, options, ("notify", name))
+        name: _validated(source, registry.options_adapter(), options, ("notify", name))
         for name, options in raw_notify.items()
     }
     queries: dict[str, Node] = {}
     for path, message in _cross_check(feeds, rules, set(raw_notify), queries):
         source.problems.append(source.at(path, message))
     for name, options in notify.items():
-        if isinstance(options, AppriseOptions) and importlib.util.find_spec("apprise") is None:
-            message = f"the apprise notifier needs the extra: pip install '{DISTRIBUTION}[apprise]'"
-            source.problems.append(source.at(("notify", name, "type"), message))
         template = getattr(options, "template", None)
         if template:
             found, problem = _check_template(template, Path(source.filename).parent)
@@ -709,10 +560,11 @@ def _locate(source: Source, error: Mapping[str, Any]) -> str:
         return source.at(
             (*path, "type"),
             f"unknown notifier type {error['input'].get('type')!r} "
-            f"(known: {', '.join(NOTIFIER_TYPES)})",
+            f"(known: {', '.join(registry.types())})",
         )
     if kind == "union_tag_not_found":
-        return source.at(path, f"missing required key 'type' (one of {', '.join(NOTIFIER_TYPES)})")
+        known = ", ".join(registry.types())
+        return source.at(path, f"missing required key 'type' (one of {known})")
     message = str(error["msg"]).removeprefix("Value error, ")
     return source.at(path, message[:1].lower() + message[1:])
 
@@ -720,8 +572,9 @@ def _locate(source: Source, error: Mapping[str, Any]) -> str:
 def _unknown_notifier_key(key: str, kind: str) -> str:
     """Name the notifier's type, and the types that do take the key (a Slack notifier
     given a webhook's ``secret``)."""
-    known = _aliases(_NOTIFIER_MODELS[kind])
-    takers = [other for other, model in _NOTIFIER_MODELS.items() if key in _aliases(model)]
+    models = {channel.type: channel.options for channel in registry.channels()}
+    known = _aliases(models[kind])
+    takers = [other for other, model in models.items() if key in _aliases(model)]
     if takers:
         hint = f" (only {', '.join(takers)} notifiers take it)"
     else:
@@ -731,7 +584,7 @@ def _unknown_notifier_key(key: str, kind: str) -> str:
 
 def _user_path(loc: tuple[Any, ...]) -> Path_:
     """Drop the discriminator pydantic inserts after a notifier's name."""
-    if len(loc) >= 3 and loc[0] == "notify" and loc[2] in NOTIFIER_TYPES:
+    if len(loc) >= 3 and loc[0] == "notify" and loc[2] in registry.types():
         loc = (*loc[:2], *loc[3:])
     return loc
 

@@ -1,8 +1,9 @@
 """Text normalisation shared by queries and feed items, so both sides agree on what a word is.
 
-Feed text is HTML: tags are removed (each becomes a space, so block elements never glue words
-together) and entities decoded. Words are runs of Unicode letters and digits, compared
-case-folded and with accents removed: ``Peskóv's`` holds the words ``peskov`` and ``s``.
+Feed text is HTML: its markup is removed (each tag becomes a space, so block elements
+never glue words together) and entities decoded; angle brackets that are not markup stay
+text. Words are runs of Unicode letters and digits, compared case-folded and with accents
+removed: ``Peskóv's`` holds the words ``peskov`` and ``s``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,34 @@ MAX_FIELD = 100_000
 """The most characters of one field of an item that are stored and matched (an article's text
 is rarely a tenth of it); longer text is cut."""
 
-_RAW_TEXT = re.compile(r"<(script|style)\b", re.I)
+HTML_ELEMENTS = frozenset(
+    """
+    a abbr acronym address applet area article aside audio b base basefont bdi bdo bgsound big
+    blink blockquote body br button canvas caption center cite code col colgroup data datalist
+    dd del details dfn dialog dir div dl dt em embed fieldset figcaption figure font footer form
+    frame frameset h1 h2 h3 h4 h5 h6 head header hgroup hr html i iframe image img input ins
+    isindex kbd keygen label legend li link listing main map mark marquee math menu menuitem
+    meta meter multicol nav nextid nobr noembed noframes noscript object ol optgroup option
+    output p param picture plaintext pre progress q rb rp rt rtc ruby s samp script search
+    section select slot small source spacer span strike strong style sub summary sup svg table
+    tbody td template textarea tfoot th thead time title tr track tt u ul var video wbr xmp
+    circle clippath defs desc ellipse g line lineargradient mask path pattern polygon polyline
+    radialgradient rect stop symbol text tspan use
+    """.split()
+)
+"""The element names whose tags are markup: HTML's, current and obsolete, and the SVG ones
+seen inline in articles. Any other ``<word>`` is text (``std::vector<int>``)."""
+
+_TAG_NAME = re.compile(r"</?([A-Za-z][A-Za-z0-9:-]*)(?=[\s/>])")
+_NAMESPACED = re.compile(r"[a-z][a-z0-9]*:[a-z][a-z0-9-]*")
+"""Word's ``<o:p>``, ``<st1:place>``: namespaced tags that pasted Office text carries."""
+_RAW_TEXT = re.compile(r"<(script|style)(?=[\s/>])", re.I)
 _RAW_TEXT_END = {
     "script": re.compile(r"</script\s*>", re.I),
     "style": re.compile(r"</style\s*>", re.I),
 }
+_DECLARATION = re.compile(r"<!doctype(?=[\s>])|<\?[A-Za-z]", re.I)
+_CDATA = "<![CDATA["
 _LONG_CHARREF = re.compile(r"&#[0-9]{8,};?")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")
 _WORD = re.compile(r"[^\W_]+")
@@ -37,22 +61,41 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def strip_html(text: str) -> str:
-    """Plain text of an HTML fragment: tags dropped, entities decoded."""
+    """Plain text of an HTML fragment: markup dropped, entities decoded.
+
+    Only real markup is dropped: tags of HTML elements (``<b>``, ``</p>``, ``<a href=...>``,
+    ``<br/>``), namespaced and custom-element tags, comments, the ``<!DOCTYPE>``, processing
+    instructions, and script and style elements whole. Other angle brackets are text, as a
+    browser shows them: ``std::vector<int>``, ``a < b``, Slack's ``<!channel>``; so each
+    channel shows them escaped in its own way, never drops them, never takes them as markup.
+    """
     if "<" in text:
+        if _CDATA in text:
+            text = _unwrapped(text)
         text = _without_markup(text)
     if "&" in text:
         text = html.unescape(_LONG_CHARREF.sub(_short_charref, text))
     return text
 
 
-def _without_markup(text: str) -> str:
-    """Each tag, comment, and script or style element replaced by a space, in linear time.
+def is_tag(name: str) -> bool:
+    """Whether ``<name ...>`` is markup: an HTML or SVG element, a namespaced one, or a
+    custom element (a name with a hyphen, as HTML defines them)."""
+    name = name.lower()
+    if name in HTML_ELEMENTS:
+        return True
+    if ":" in name:
+        return _NAMESPACED.fullmatch(name) is not None
+    return "-" in name and not name.endswith("-")
 
-    The result is that of ``re.sub(r"<(script|style)\\b.*?</\\1\\s*>|<!--.*?-->|<[^>]*>", " ",
-    text, flags=re.S | re.I)``, which takes quadratic time on text with many ``<`` and no ``>``
-    (80,000 characters took 4.5 s): each ``<`` searched to the end again. Here every search
-    starts where the last one ended, and one that found nothing is not repeated: with no ``>``
-    left, no markup is left either.
+
+def _without_markup(text: str) -> str:
+    """Each piece of markup replaced by a space, in linear time.
+
+    Every search starts where the last one ended, and one that found nothing is not
+    repeated: with no ``>`` left, no markup is left either. (The regular expression this
+    replaced, ``<[^>]*>`` and the like, took quadratic time on text with many ``<`` and no
+    ``>``: 80,000 characters took 4.5 s.) A tag ends at the first ``>``.
     """
     parts: list[str] = []
     copied = 0
@@ -60,31 +103,65 @@ def _without_markup(text: str) -> str:
     """The constructs (comment, script, style) with no end after the current position."""
     start = text.find("<")
     while start >= 0:
-        end = -1
-        if text.startswith("<!--", start):
-            if "comment" not in unclosed:
-                end = text.find("-->", start + 4)
-                if end < 0:
-                    unclosed.add("comment")
-                else:
-                    end += 3
-        elif opening := _RAW_TEXT.match(text, start):
-            kind = "script" if len(opening.group(1)) == 6 else "style"  # whatever its case
-            if kind not in unclosed:
-                closing = _RAW_TEXT_END[kind].search(text, opening.end())
-                if closing is None:
-                    unclosed.add(kind)
-                else:
-                    end = closing.end()
+        end = _markup_end(text, start, unclosed)
+        if end == 0:  # no ">" after start: nothing after it can be markup
+            break
         if end < 0:
-            end = text.find(">", start + 1) + 1
-            if not end:
-                break
+            start = text.find("<", start + 1)
+            continue
         parts += (text[copied:start], " ")
         copied = end
         start = text.find("<", end)
     parts.append(text[copied:])
     return "".join(parts)
+
+
+def _unwrapped(text: str) -> str:
+    """Each ``<![CDATA[...]]>`` replaced by what it holds, in linear time: a feed that
+    wraps its HTML twice."""
+    parts: list[str] = []
+    copied = 0
+    start = text.find(_CDATA)
+    while start >= 0:
+        end = text.find("]]>", start + len(_CDATA))
+        if end < 0:
+            break
+        parts += (text[copied:start], " ", text[start + len(_CDATA) : end], " ")
+        copied = end + 3
+        start = text.find(_CDATA, copied)
+    parts.append(text[copied:])
+    return "".join(parts)
+
+
+def _markup_end(text: str, start: int, unclosed: set[str]) -> int:
+    """Where the markup starting at ``start`` ends; -1 when the ``<`` there is text, 0 when
+    no ``>`` follows it at all."""
+    if text.startswith("<!--", start):
+        if "comment" not in unclosed:
+            end = text.find("-->", start + 4)
+            if end >= 0:
+                return end + 3
+            unclosed.add("comment")
+        return _tag_end(text, start)  # an unclosed comment is a tag, to its >
+    if opening := _RAW_TEXT.match(text, start):
+        kind = "script" if len(opening.group(1)) == 6 else "style"  # whatever its case
+        if kind not in unclosed:
+            closing = _RAW_TEXT_END[kind].search(text, opening.end())
+            if closing is not None:
+                return closing.end()
+            unclosed.add(kind)
+        return _tag_end(text, start)
+    if _DECLARATION.match(text, start):
+        return _tag_end(text, start)
+    name = _TAG_NAME.match(text, start)
+    if name is not None and is_tag(name.group(1)):
+        return _tag_end(text, start)
+    return -1
+
+
+def _tag_end(text: str, start: int) -> int:
+    """Just after the ``>`` that ends a tag, or 0 when there is none."""
+    return text.find(">", start + 1) + 1
 
 
 def _short_charref(found: re.Match[str]) -> str:

@@ -316,7 +316,9 @@ def test_slack_and_discord_digest_formats():
     assert "<!here>" not in json.dumps(message)
     embed = discord.digest_message(digest)["embeds"][0]
     assert len(embed["description"]) <= 4096 and "@\u200bhere" not in embed["description"]
-    assert embed["description"].startswith("• [story 0](https://n.example.org/0) — talks, world\n")
+    assert embed["description"].startswith(  # <!here> is text, shown, not dropped
+        "• [\\<!here\\> story 0](https://n.example.org/0) — talks, world\n"
+    )
     assert embed["description"].count("\n") == 60
 
 

@@ -1,32 +1,16 @@
-"""Notifiers, one module per channel, found by their YAML ``type``.
-
-A channel's module is imported when a notifier of that type is built, so a command or a
-config that sends nothing through email or Apprise never pays for their libraries.
-"""
+"""Notifiers, one module per channel, found by their YAML ``type`` (see ``registry``)."""
 
 from __future__ import annotations
 
-import importlib
+from typing import TYPE_CHECKING
 
 import requests
 
-from watcher.config import Config
+from watcher.notify import registry
 from watcher.notify.base import Notifier, adapter_for
 
-REGISTRY: dict[str, str] = {
-    "webhook": "watcher.notify.webhook:WebhookNotifier",
-    "slack": "watcher.notify.slack:SlackNotifier",
-    "discord": "watcher.notify.discord:DiscordNotifier",
-    "email": "watcher.notify.email:EmailNotifier",
-    "apprise": "watcher.notify.apprise:AppriseNotifier",
-}
-"""YAML ``type`` -> the notifier class, as ``module:Class``."""
-
-
-def notifier_class(kind: str) -> type[Notifier]:
-    module, _, name = REGISTRY[kind].partition(":")
-    cls: type[Notifier] = getattr(importlib.import_module(module), name)
-    return cls
+if TYPE_CHECKING:
+    from watcher.config import Config
 
 
 def build_notifiers(config: Config, session: requests.Session) -> dict[str, Notifier]:
@@ -34,10 +18,12 @@ def build_notifiers(config: Config, session: requests.Session) -> dict[str, Noti
     adapter_for(session)  # mounted now, before the session is shared between threads
     timeout = config.settings.timeout.total_seconds()
     return {
-        name: notifier_class(options.type)(name, options, session=session, timeout=timeout)
+        name: registry.channel(options.type).notifier(
+            name, options, session=session, timeout=timeout
+        )
         for name, options in config.notify.items()
         if options.enabled
     }
 
 
-__all__ = ["REGISTRY", "Notifier", "build_notifiers", "notifier_class"]
+__all__ = ["Notifier", "build_notifiers", "registry"]

@@ -20,11 +20,11 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager, ProxyManager
 
-from watcher.config import Rate
 from watcher.errors import DeliveryError
 from watcher.http import describe, proxies_for, retry_after
 from watcher.models import Alert, Digest
 from watcher.text import one_line, plain
+from watcher.values import Rate
 
 SUMMARY_LIMIT = 300
 RETRYABLE_STATUS = frozenset({408, 429})
@@ -222,7 +222,6 @@ class Notifier(ABC):
     ``timeout`` bounds a whole send (connection, request and answer), not each read.
     """
 
-    type: ClassVar[str]
     default_rate: ClassVar[Rate | None] = None
     """The rate limit when the config sets none: a service's documented limit."""
 

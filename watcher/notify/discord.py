@@ -2,25 +2,28 @@
 
 ``allowed_mentions`` with nothing to parse stops every ping (``@everyone``, roles, users);
 a zero-width space after each ``@`` keeps them from even looking like mentions, and
-Markdown characters are escaped, so a title cannot hide a link (``[text](url)``).
+Markdown characters and ``<`` are escaped, so a title can neither hide a link
+(``[text](url)``) nor write Discord's own ``<@user>``, ``<#channel>`` or ``<t:time>``.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 
-from watcher.config import Rate
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify import templates
 from watcher.notify.base import digest_heading, iso, title_of
 from watcher.notify.chat import ChatNotifier
+from watcher.notify.options import PostOptions
+from watcher.notify.registry import Channel
+from watcher.values import Rate
 
-_MARKDOWN = re.compile(r"([\\*_~`|>\[\]()#:-])")
+_MARKDOWN = re.compile(r"([\\*_~`|<>\[\]()#:-])")
 TITLE_LIMIT = 256
 DESCRIPTION_LIMIT = 4096
 
@@ -78,8 +81,15 @@ def _default() -> jinja2.Template:
     return templates.load("discord", "discord", escape)
 
 
+class DiscordOptions(PostOptions):
+    """Like Slack's, Discord's webhooks take no ``secret`` and no ``headers``."""
+
+    type: Literal["discord"]
+    template: str | None = None  # Jinja2 file for the embed's description
+
+
 class DiscordNotifier(ChatNotifier):
-    type = "discord"
+    options: DiscordOptions
     default_rate = Rate(30, timedelta(minutes=1))  # Discord's limit per webhook
     template_name = "discord"
     escape = staticmethod(escape)
@@ -89,3 +99,6 @@ class DiscordNotifier(ChatNotifier):
 
     def render_digest(self, digest: Digest) -> dict[str, Any]:
         return digest_message(digest)
+
+
+CHANNEL = Channel(DiscordOptions, DiscordNotifier)

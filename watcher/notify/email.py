@@ -15,17 +15,41 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import jinja2
 from markupsafe import Markup
+from pydantic import BeforeValidator, Field, SecretStr
 
 from watcher.errors import DeliveryError
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify import templates
 from watcher.notify.base import Deadline, Notifier, digest_heading, title_of
+from watcher.notify.options import NotifierOptions
+from watcher.notify.registry import Channel
 from watcher.text import one_line
+
+
+def _addresses(value: object) -> object:
+    """One address may be written without a list: ``to: desk@example.org``."""
+    return [value] if isinstance(value, str) else value
+
+
+class EmailOptions(NotifierOptions):
+    type: Literal["email"]
+    to: Annotated[tuple[str, ...], BeforeValidator(_addresses)] = Field(min_length=1)
+    sender: str = Field(alias="from")
+    host: str  # empty: the notifier is disabled
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    template: str | None = None  # Jinja2 file for the HTML part
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.host)
 
 
 def subject(alert: Alert) -> str:
@@ -86,7 +110,7 @@ def _mark(word: str) -> str:
 
 
 class EmailNotifier(Notifier):
-    type = "email"
+    options: EmailOptions
 
     def __init__(self, name: str, options: Any, **shared: Any) -> None:
         super().__init__(name, options, **shared)
@@ -199,3 +223,6 @@ class _SMTPSSL(smtplib.SMTP_SSL):
 
 def _codes(recipients: dict[str, tuple[int, bytes]]) -> str:
     return ", ".join(f"{address}: {code}" for address, (code, _) in recipients.items())
+
+
+CHANNEL = Channel(EmailOptions, EmailNotifier)

@@ -7,16 +7,18 @@ feed text are escaped as Slack requires and a link's ``|`` is percent-encoded.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
 
-from watcher.config import Rate
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify import templates
 from watcher.notify.base import digest_heading, title_of
 from watcher.notify.chat import ChatNotifier
+from watcher.notify.options import PostOptions
+from watcher.notify.registry import Channel
+from watcher.values import Rate
 
 
 def escape(text: str) -> str:
@@ -87,8 +89,16 @@ def _default() -> jinja2.Template:
     return templates.load("slack", "slack", escape)
 
 
+class SlackOptions(PostOptions):
+    """Slack's incoming webhooks take no signature and no headers of ours: ``secret`` and
+    ``headers`` are unknown keys, not options silently ignored."""
+
+    type: Literal["slack"]
+    template: str | None = None  # Jinja2 file for the message text; relative to the config
+
+
 class SlackNotifier(ChatNotifier):
-    type = "slack"
+    options: SlackOptions
     default_rate = Rate(1, timedelta(seconds=1))  # Slack's limit for incoming webhooks
     template_name = "slack"
     content_type = "application/json; charset=utf-8"
@@ -99,3 +109,6 @@ class SlackNotifier(ChatNotifier):
 
     def render_digest(self, digest: Digest) -> dict[str, Any]:
         return digest_message(digest)
+
+
+CHANNEL = Channel(SlackOptions, SlackNotifier)

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr
 
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify.base import Notifier, iso, summary_of, title_of
+from watcher.notify.options import PostOptions
+from watcher.notify.registry import Channel
 
 SIGNATURE_HEADER = "X-Watcher-Signature-256"
 
@@ -47,8 +51,14 @@ def digest_payload(digest: Digest) -> dict[str, Any]:
     }
 
 
+class WebhookOptions(PostOptions):
+    type: Literal["webhook"]
+    secret: SecretStr | None = None  # signs the body with HMAC-SHA256
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
 class WebhookNotifier(Notifier):
-    type = "webhook"
+    options: WebhookOptions
 
     def send(self, alert: Alert) -> str | None:
         return self._post(payload(alert), alert.delivery_id)
@@ -68,3 +78,6 @@ class WebhookNotifier(Notifier):
             headers[SIGNATURE_HEADER] = sign(secret, body)
         self.post(self.options.url.get_secret_value(), body, headers)
         return None
+
+
+CHANNEL = Channel(WebhookOptions, WebhookNotifier)
