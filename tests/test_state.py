@@ -728,7 +728,7 @@ def test_feed_rows_are_a_page_by_name_with_their_items_and_a_status_filter(store
 def test_deliveries_are_listed_by_status(store):
     match = Match("talks", ("x",), ("slack", "mail", "hook"))
     ingest(store, "f", [NewItem(Entry("a"), (match,))])
-    slack, mail, hook = store.due_deliveries(NOW, ["slack", "mail", "hook"])
+    _, mail, hook = store.due_deliveries(NOW, ["slack", "mail", "hook"])
     store.mark_sent(mail.id, NOW)
     store.mark_failed(hook.id, "HTTP 404", retry_at=None, now=NOW)
     assert [d.notifier for d in store.deliveries(status="sent")] == ["mail"]

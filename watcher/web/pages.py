@@ -65,6 +65,16 @@ def when(moment: datetime | None) -> Markup:
     )
 
 
+def duration(delta: timedelta) -> str:
+    """``30s``, ``5m``, ``1h 30m``, ``2d``: as the config writes durations."""
+    seconds, parts = round(delta.total_seconds()), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return " ".join(parts)
+
+
 def marked(text: str, words: Collection[str] = (), limit: int | None = None) -> Markup:
     """A feed's HTML text as escaped plain text, the words that made a match in ``<mark>``."""
     return Markup(highlight(plain(text, limit), words, lambda word: f"<mark>{word}</mark>", escape))
@@ -78,7 +88,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(when=when, link=safe_link, plain=plain)
+    environment.filters.update(when=when, link=safe_link, plain=plain, duration=duration)
     environment.globals.update(
         version=__version__,
         marked=marked,
