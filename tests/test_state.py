@@ -736,3 +736,15 @@ def test_deliveries_are_listed_by_status(store):
     assert [d.notifier for d in store.deliveries(status="pending")] == ["slack"]
     assert [d.notifier for d in store.deliveries(failed=True, status="pending")] == []
     assert [d.notifier for d in store.deliveries(limit=2)] == ["hook", "mail"]
+
+
+def test_a_stored_time_reads_back_as_the_same_moment_in_utc():
+    from datetime import timezone
+
+    from watcher.state import from_timestamp, timestamp
+
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=3)))
+    assert timestamp(moment) == "2026-01-02T00:04:05.678901Z"
+    back = from_timestamp(timestamp(moment))
+    assert back == moment and back.tzinfo is UTC
+    assert from_timestamp(None) is None and from_timestamp("") is None

@@ -35,7 +35,7 @@ LISTED = 100
 """Matches, deliveries and tester results a page lists at most."""
 SEARCHED = 50
 """Results /search lists."""
-EXAMINED = 5000
+EXAMINED = 2000
 """Items the tester and /search read at most for one query (``watcher search`` reads up to
 100,000): a query the index cannot narrow down (a ``/regex/``) answers within the page's
 time, and says that it stopped."""
