@@ -67,7 +67,7 @@ def when(moment: datetime | None) -> Markup:
 
 def duration(delta: timedelta) -> str:
     """``30s``, ``5m``, ``1h 30m``, ``2d``: as the config writes durations."""
-    seconds, parts = round(delta.total_seconds()), []
+    seconds, parts = round(delta.total_seconds()), list[str]()
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
             parts.append(f"{seconds // size}{unit}")
