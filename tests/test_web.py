@@ -244,7 +244,7 @@ def test_a_feed_page_lists_its_newest_items_and_an_unknown_feed_is_a_404(seeded)
     web = client(seeded)
     page = web.get("/feeds/world").text
     assert page.index("Istanbul talks resume") < page.index("Istanbul in the old days")
-    assert "<dd>4</dd>" in page and "<dd>news</dd>" in page
+    assert "<dd>4</dd>" in page and "<dd>news</dd>" in page and "<dd>5m</dd>" in page
     missing = web.get("/feeds/nope")
     assert missing.status_code == 404 and "no feed named &#39;nope&#39;" in missing.text
 
@@ -291,9 +291,15 @@ def test_a_search_limited_in_time_stops_at_the_first_item_seen_well_before(seede
     assert len(everything.found) == 4
 
 
-def test_pages_take_no_post(seeded):
-    response = client(seeded).post("/test", data={"q": "x"})
-    assert response.status_code == 405
+@pytest.mark.parametrize("path", ["/", "/test", "/feeds/world", "/api/feeds", "/healthz"])
+def test_the_pages_are_read_only(seeded, path):
+    web = client(seeded)
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        response = web.open(path, method=method, data={"q": "x"})
+        assert response.status_code == 405, method
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    head = web.head(path)
+    assert head.status_code == 200 and head.data == b""
 
 
 # Headers of every response, errors included

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import tempfile
 import urllib.request
@@ -264,8 +263,3 @@ def test_screenshots_at_phone_and_desktop_widths(browser, site, shots, width):
     finally:
         browser.set_window_size(1440, 900)
     assert errors_in_console(browser) == []
-
-
-def test_the_browser_binaries_are_where_the_tests_look():
-    browser_or_skip()
-    assert shutil.which("chromium") or Path(CHROMIUM).exists()

@@ -38,29 +38,31 @@ VIEWS: dict[str, View] = {
     "api_deliveries": api.deliveries,
 }
 
+
+def _page(path: str, endpoint: str, **options: Any) -> Rule:
+    """A route answering GET (and so HEAD) only: the pages are read-only."""
+    return Rule(path, endpoint=endpoint, methods=["GET"], **options)
+
+
 URLS = Map(
     [
-        Rule("/healthz", endpoint="healthz"),
-        Rule("/metrics", endpoint="metrics"),
-        Rule("/", endpoint="overview"),
-        Rule("/feeds", endpoint="feeds"),
-        Rule("/feeds/<path:name>", endpoint="feed"),
-        Rule("/matches", endpoint="matches"),
-        Rule("/deliveries", endpoint="deliveries"),
-        Rule("/test", endpoint="test"),
-        Rule("/search", endpoint="search"),
-        Rule("/static/<name>", endpoint="static"),
-        Rule("/favicon.ico", endpoint="static", defaults={"name": "icon.svg"}),
-        Rule("/api/feeds", endpoint="api_feeds"),
-        Rule("/api/matches", endpoint="api_matches"),
-        Rule("/api/deliveries", endpoint="api_deliveries"),
+        _page("/healthz", "healthz"),
+        _page("/metrics", "metrics"),
+        _page("/", "overview"),
+        _page("/feeds", "feeds"),
+        _page("/feeds/<path:name>", "feed"),
+        _page("/matches", "matches"),
+        _page("/deliveries", "deliveries"),
+        _page("/test", "test"),
+        _page("/search", "search"),
+        _page("/static/<name>", "static"),
+        _page("/favicon.ico", "static", defaults={"name": "icon.svg"}),
+        _page("/api/feeds", "api_feeds"),
+        _page("/api/matches", "api_matches"),
+        _page("/api/deliveries", "api_deliveries"),
     ],
     strict_slashes=False,
 )
-"""Every route answers GET and HEAD only: the pages are read-only."""
-for _rule in URLS.iter_rules():
-    _rule.methods = {"GET", "HEAD"}
-URLS.update()
 
 UNGUARDED = frozenset({"/healthz", "/metrics"})
 

@@ -26,6 +26,9 @@ IDLE = 30
 class _Handler(WSGIRequestHandler):
     timeout = IDLE
 
+    def version_string(self) -> str:
+        return "watcher"  # not the versions of Werkzeug and Python
+
     def setup(self) -> None:
         super().setup()
         self._sent: set[str] = set()
