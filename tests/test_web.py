@@ -25,6 +25,7 @@ from watcher.query import parse
 from watcher.rules import Hit, Match
 from watcher.search import find
 from watcher.state import NewItem, ScheduledFeed, Store, open_store
+from watcher.state.sqlite import SQLiteStore
 from watcher.web import Site, WebApp, WebServer, is_loopback
 from watcher.web.headers import SECURITY_HEADERS
 
@@ -60,10 +61,7 @@ def seed(store: Store) -> None:
     """Three feeds (ok, failing, new), items old and new, one of them hostile, matches and
     their deliveries (one sent, one dead)."""
     store.sync_feeds(
-        [
-            ScheduledFeed(f["name"], f["url"], timedelta(minutes=5), NOW)
-            for f in FEEDS["feeds"]  # type: ignore[index]
-        ],
+        [ScheduledFeed(f["name"], f["url"], timedelta(minutes=5), NOW) for f in FEEDS["feeds"]],
         NOW,
     )
     old = Entry("old", title="Istanbul in the old days", link="https://example.org/old")
@@ -135,7 +133,7 @@ def seeded(db: Store) -> Store:
 
 def test_the_json_api_gives_what_the_cli_json_prints(store, request, tmp_path):
     seed(store)
-    if isinstance(store.description, str) and store.description.endswith(".db"):
+    if isinstance(store, SQLiteStore):
         database = str(tmp_path / "watcher.db")
     else:
         database = request.getfixturevalue("postgres_url")
