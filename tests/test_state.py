@@ -684,3 +684,69 @@ def test_search_candidates_reach_back_to_the_oldest_items(store, monkeypatch):
     assert candidates(store, {("peskov", False)}) == ["k41", "k0"]
     assert candidates(store, {("peskov", False)}, limit=1) == ["k41"]
     assert candidates(store, {("item", False)}, limit=3) == ["k40", "k39", "k38"]
+
+
+def feed_statuses(store: Store) -> None:
+    """Feeds in each status: a ok, b failing, c new, d gone, e moved, z no longer
+    configured (and so not listed, whatever its state)."""
+    store.sync_feeds(scheduled("z"), NOW)
+    store.record_failure("z", "http://example.org/z", "HTTP 500", NOW)
+    store.sync_feeds(scheduled("a", "b", "c", "d", "e"), NOW)
+    ingest(store, "a", [NewItem(Entry("1")), NewItem(Entry("2"))])
+    store.record_failure("b", "http://example.org/b", "HTTP 500", NOW)
+    store.record_failure("d", "http://example.org/d", "HTTP 410", NOW, gone=True)
+    store.record_unchanged("e", "http://example.org/e", NOW, moved_to="http://example.org/new")
+
+
+def test_feeds_are_counted_by_health_as_feed_state_says(store):
+    feed_statuses(store)
+    states = store.feed_states()
+    assert {name: states[name].status for name in "abcde"} == {
+        "a": "ok",
+        "b": "failing",
+        "c": "new",
+        "d": "gone",
+        "e": "moved",
+    }
+    assert store.feed_health() == {"ok": 1, "failing": 1, "new": 1, "gone": 1, "moved": 1}
+
+
+def test_feed_rows_are_a_page_by_name_with_their_items_and_a_status_filter(store):
+    feed_statuses(store)
+    rows = store.feed_rows(limit=2)
+    assert [(r.state.name, r.url, r.items) for r in rows] == [
+        ("a", "http://example.org/a", 2),
+        ("b", "http://example.org/b", 0),
+    ]
+    assert rows[1].state.last_error == "HTTP 500" and rows[1].state.failures == 1
+    assert [r.state.name for r in store.feed_rows(after="b")] == ["c", "d", "e"]
+    assert [r.state.name for r in store.feed_rows(status="failing")] == ["b"]
+    assert [r.state.name for r in store.feed_rows(status="ok", after="a")] == []
+    assert store.feed_row("z").state.failures == 1  # no longer configured, still known
+    assert store.feed_row("a").items == 2
+    assert store.feed_row("nope") is None
+
+
+def test_deliveries_are_listed_by_status(store):
+    match = Match("talks", ("x",), ("slack", "mail", "hook"))
+    ingest(store, "f", [NewItem(Entry("a"), (match,))])
+    _, mail, hook = store.due_deliveries(NOW, ["slack", "mail", "hook"])
+    store.mark_sent(mail.id, NOW)
+    store.mark_failed(hook.id, "HTTP 404", retry_at=None, now=NOW)
+    assert [d.notifier for d in store.deliveries(status="sent")] == ["mail"]
+    assert [d.notifier for d in store.deliveries(status="dead")] == ["hook"]
+    assert [d.notifier for d in store.deliveries(status="pending")] == ["slack"]
+    assert [d.notifier for d in store.deliveries(failed=True, status="pending")] == []
+    assert [d.notifier for d in store.deliveries(limit=2)] == ["hook", "mail"]
+
+
+def test_a_stored_time_reads_back_as_the_same_moment_in_utc():
+    from datetime import timezone
+
+    from watcher.state import from_timestamp, timestamp
+
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=3)))
+    assert timestamp(moment) == "2026-01-02T00:04:05.678901Z"
+    back = from_timestamp(timestamp(moment))
+    assert back == moment and back.tzinfo is UTC
+    assert from_timestamp(None) is None and from_timestamp("") is None

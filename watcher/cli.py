@@ -23,13 +23,13 @@ from watcher.config import Config, config_path, load, parse_duration
 from watcher.errors import ConfigError, QueryError, WatcherError
 from watcher.links import safe_link
 from watcher.query import DEFAULT_FIELDS, parse
+from watcher.records import delivery_record, feed_record, item_record, match_record
 from watcher.rules import Matcher, Rule
 from watcher.search import find
 from watcher.state import (
     DatabaseLock,
     FeedState,
     Store,
-    StoredItem,
     describe_database,
     is_postgres,
     open_store,
@@ -233,7 +233,7 @@ def test_rule(
             for match in matcher.match(entry.searchable(), item.feed, tags.get(item.feed, ())):
                 rows.append((item, match))
     if as_json:
-        click.echo(_json([_item_json(item, match.terms) for item, match in rows]))
+        click.echo(_json([item_record(item, match.terms) for item, match in rows]))
     elif rows:
         click.echo(
             table(
@@ -278,16 +278,7 @@ def matches(
             raise click.BadParameter(message, param_hint="--rule")
         click.echo(f"warning: rule {rule_name!r} is no longer in the config", err=True)
     if as_json:
-        records = [
-            {
-                **_item_json(m.item, m.terms),
-                "rule": m.rule,
-                "detected_at": m.detected_at.isoformat(),
-                "deliveries": dict(d.split(":", 1) for d in m.deliveries),
-            }
-            for m in found
-        ]
-        click.echo(_json(records))
+        click.echo(_json([match_record(m) for m in found]))
         return
     rows = [
         (
@@ -328,7 +319,7 @@ def search(
             transliterate = config.settings.transliterate
         result = find(store, node, limit, transliterate=transliterate)
     if as_json:
-        click.echo(_json([_item_json(f.item, f.match.terms) for f in result.found]))
+        click.echo(_json([item_record(f.item, f.match.terms) for f in result.found]))
     elif result.found:
         rows = [
             (
@@ -370,7 +361,7 @@ def status(config_file: str | None) -> None:
     health: dict[str, int] = {}
     for feed in config.feeds:
         state = states.get(feed.name) or FeedState(feed.name)
-        health[_feed_status(state)] = health.get(_feed_status(state), 0) + 1
+        health[state.status] = health.get(state.status, 0) + 1
     if is_postgres(config.settings.database):
         click.echo(f"daemons:   {len(processes) or 'none'} running")
     else:
@@ -433,21 +424,8 @@ def feeds(as_json: bool, config_file: str | None) -> None:
     now = datetime.now(UTC)
     for feed in config.feeds:
         state = states.get(feed.name) or FeedState(feed.name)
-        status, items = _feed_status(state), counts.get(feed.name, 0)
-        records.append(
-            {
-                "name": feed.name,
-                "url": feed.url,
-                "status": status,
-                "last_success": _iso(state.last_success),
-                "failures": state.failures,
-                "last_error": state.last_error,
-                "next_try": _iso(state.next_poll),
-                "next_poll": None if state.gone else _iso(state.next_poll),
-                "moved_to": state.moved_to,
-                "items": items,
-            }
-        )
+        items = counts.get(feed.name, 0)
+        records.append(feed_record(feed.name, feed.url, state, items))
         # In full: it is the last column, so its length moves no other; and its end is
         # often what helps (the feeds an HTML page advertises).
         error = one_line(state.last_error or "")
@@ -457,7 +435,7 @@ def feeds(as_json: bool, config_file: str | None) -> None:
         rows.append(
             (
                 feed.name,
-                status,
+                state.status,
                 seen,
                 str(state.failures),
                 _next_poll(state, now),
@@ -480,16 +458,6 @@ def _next_poll(state: FeedState, now: datetime) -> str:
     return "due" if state.next_poll <= now else _when(state.next_poll)
 
 
-def _feed_status(state: FeedState) -> str:
-    if state.last_success is None and not state.failures:
-        return "new"
-    if state.gone:
-        return "gone"
-    if state.failures:
-        return "failing"
-    return "moved" if state.moved_to else "ok"
-
-
 @main.command()
 @click.option("--failed", is_flag=True, help="Only dead deliveries and failing ones.")
 @click.option("--limit", default=100, show_default=True, help="At most this many.")
@@ -502,27 +470,7 @@ def deliveries(failed: bool, limit: int, as_json: bool, config_file: str | None)
     with _store(config) as store:
         found = store.deliveries(failed=failed, limit=limit)
     if as_json:
-        click.echo(
-            _json(
-                [
-                    {
-                        "id": d.id,
-                        "delivery_id": d.delivery_id,
-                        "notifier": d.notifier,
-                        "status": d.status,
-                        "attempts": d.attempts,
-                        "next_attempt": _iso(d.next_attempt) if d.status == "pending" else None,
-                        "sent_at": _iso(d.sent_at),
-                        "last_error": d.last_error,
-                        "created_at": _iso(d.created_at),
-                        "rule": d.rule,
-                        "feed": d.feed,
-                        "title": one_line(d.title),
-                    }
-                    for d in found
-                ]
-            )
-        )
+        click.echo(_json([delivery_record(d) for d in found]))
         return
     rows = [
         (
@@ -655,10 +603,6 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
 def _bold(word: str) -> str:
     """A matched word: in bold on a terminal, in brackets in a pipe or a file."""
     return click.style(word, bold=True) if sys.stdout.isatty() else f"[{word}]"
@@ -669,19 +613,6 @@ def _json(value: Any) -> str:
     escaped like the C0 ones, so that no feed text can drive a terminal."""
     text = json.dumps(value, indent=2, ensure_ascii=False)
     return _JSON_UNSAFE.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
-
-
-def _item_json(item: StoredItem, terms: Sequence[str]) -> dict[str, Any]:
-    entry = item.entry
-    return {
-        "feed": item.feed,
-        "key": entry.key,
-        "title": one_line(entry.title),
-        "link": safe_link(entry.link),
-        "published": entry.published.isoformat() if entry.published else None,
-        "first_seen": item.first_seen.isoformat(),
-        "matched": list(terms),
-    }
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

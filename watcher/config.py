@@ -25,9 +25,11 @@ from pydantic import (
     BeforeValidator,
     Field,
     PrivateAttr,
+    SecretStr,
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from watcher import DISTRIBUTION, __version__
@@ -114,6 +116,34 @@ class RetrySettings(_Model):
     give_up: Duration = timedelta(hours=24)  # a delivery failing this long is dead
 
 
+class WebAuth(_Model):
+    """The HTTP basic credentials the web pages ask for."""
+
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            raise ValueError("expected a mapping: {username: ..., password: ...}")
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if ":" in value:
+            raise ValueError("a user name cannot hold ':' (HTTP basic auth splits at it)")
+        return value
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("the password is empty (is its environment variable set?)")
+        return value
+
+
 class Settings(_Model):
     database: str = "state/watcher.db"  # given: relative to this file; absent: to the working
     # directory; WATCHER_DB overrides
@@ -124,7 +154,8 @@ class Settings(_Model):
     user_agent: str = DEFAULT_USER_AGENT
     max_item_age: Duration = timedelta(days=7)  # older new items are stored, not alerted
     retention: Duration = timedelta(days=90)  # items gone from their feed this long are pruned
-    listen: str | None = "127.0.0.1:9187"  # /healthz and /metrics; null disables
+    listen: str | None = "127.0.0.1:9187"  # web pages, /healthz and /metrics; null disables
+    web_auth: WebAuth | None = None  # required for the pages when listen is not loopback
     log_format: Literal["text", "json"] = "text"
     retry: RetrySettings = RetrySettings()
     transliterate: bool = False  # words in other scripts also match by their Latin spelling

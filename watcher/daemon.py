@@ -37,11 +37,12 @@ from watcher.config import Config, load
 from watcher.cycle import Pipeline, now
 from watcher.deliver import Outbox
 from watcher.errors import ConfigError, StateError
-from watcher.health import HealthServer
 from watcher.metrics import Metrics
 from watcher.schedule import FeedScheduler, Trouble
 from watcher.state import DatabaseLock, FeedState, Process, ScheduledFeed, is_postgres
 from watcher.text import plural
+from watcher.web import Site, WebApp, WebServer, is_loopback
+from watcher.web.access import Access
 
 log = logging.getLogger(__name__)
 
@@ -195,10 +196,14 @@ class Daemon:
             self._on_scheduler_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
         )
         listen = config.settings.listen
-        self.health = None
+        self.web: WebServer | None = None
         if listen:
+            site = Site(
+                self.pipeline.store, lambda: self.pipeline.config, self.check, self.metrics.text
+            )
+            self.app = WebApp(site, loopback=is_loopback(listen))
             try:
-                self.health = HealthServer(listen, self.check, self.metrics.text)
+                self.web = WebServer(listen, self.app)
             except OSError as exc:
                 self.pipeline.close()
                 self.lock.release()
@@ -252,9 +257,9 @@ class Daemon:
         )
         self.scheduler.start()
         self.feeds.start()
-        if self.health is not None:
-            self.health.start()
-            log.info("health and metrics on http://%s/healthz and /metrics", self.health.address)
+        if self.web is not None:
+            self.web.start()
+            self._tell_web(self.web.address)
         for warning in self.config.warnings():
             log.warning("%s", warning)
         log.info(
@@ -266,6 +271,21 @@ class Daemon:
             f" (process {self.process.host}:{self.process.pid})" if self.shared else "",
         )
         log.info("%s", schedule)
+
+    def _tell_web(self, address: str) -> None:
+        """Where the pages are, and who may see them (a password is never logged)."""
+        access = self.app.access
+        if access is Access.OFF:
+            log.warning(
+                "web pages off: %s is not a loopback address and settings.web_auth is not set;"
+                " only /healthz and /metrics answer",
+                address,
+            )
+            pages = ""
+        else:
+            asked = " (user and password of settings.web_auth)" if access is Access.PASSWORD else ""
+            pages = f"web pages on http://{address}/{asked}; "
+        log.info("%shealth and metrics on http://%s/healthz and /metrics", pages, address)
 
     def run_forever(self) -> None:
         """Run until SIGTERM or SIGINT, then stop cleanly; SIGHUP reloads the config."""
@@ -287,8 +307,8 @@ class Daemon:
         deadline, and whatever is not sent stays pending in the outbox."""
         log.info("stopping: waiting for polls and deliveries in flight")
         self.stopping.set()
-        if self.health is not None:
-            self.health.stop()
+        if self.web is not None:
+            self.web.stop()
         self.scheduler.shutdown(wait=True)
         self.feeds.stop()
         timeouts = [notifier.timeout for notifier in self.pipeline.notifiers.values()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from watcher.query import Near, Node, Not, Or, Regex, Term
 from watcher.rules import Match, Matcher, Rule, in_latin
@@ -29,6 +30,10 @@ FIRST_PAGE = 50
 LAST_PAGE = 1000
 """Candidates fetched at once: few at first (most searches end on the first page), more and
 more while the matcher rejects them."""
+SINCE_SLACK = timedelta(hours=1)
+"""How far an item's first sight may come before that of an item stored before it (a poll
+stamps its items with its start, and a long one writes after a short one that began later):
+a search limited to items seen since a time reads this much further back before it stops."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,14 @@ def find(
     limit: int = 20,
     examine: int | None = None,
     *,
+    since: datetime | None = None,
     transliterate: bool = False,
 ) -> Result:
     """The newest ``limit`` stored items the query matches, reading at most ``examine``
-    (``MAX_EXAMINED``) of them; with ``transliterate``, as a rule with that option matches
-    (the index holds the Latin spelling of words in other scripts too)."""
+    (``MAX_EXAMINED``) of them; with ``since``, only items first seen since then (items are
+    read newest first, so the search ends at the first one seen well before); with
+    ``transliterate``, as a rule with that option matches (the index holds the Latin
+    spelling of words in other scripts too)."""
     examine = MAX_EXAMINED if examine is None else examine
     matcher = Matcher([Rule("search", query, transliterate=transliterate)])
     clauses = prefilter(in_latin(query) if transliterate else query)
@@ -67,9 +75,15 @@ def find(
         wanted = min(page, examine - examined)
         if wanted <= 0:
             unread = store.search_candidates(clauses, 1, before)
-            return Result(tuple(found), examined, complete=not unread)
+            older = since is not None and all(i.first_seen < since - SINCE_SLACK for _, i in unread)
+            return Result(tuple(found), examined, complete=not unread or older)
         batch = store.search_candidates(clauses, wanted, before)
         for item_id, item in batch:
+            if since is not None and item.first_seen < since:
+                if item.first_seen < since - SINCE_SLACK:
+                    return Result(tuple(found), examined, complete=True)
+                before = item_id
+                continue
             examined += 1
             matches = matcher.match(item.entry.searchable(), item.feed)
             if matches:

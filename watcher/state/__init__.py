@@ -10,8 +10,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from watcher.state.base import (
+    FEED_STATUSES,
     Delivery,
     DeliveryRow,
+    FeedRow,
     FeedState,
     NewItem,
     Outbox,
@@ -30,9 +32,11 @@ from watcher.state.base import (
 from watcher.state.lock import DatabaseLock
 
 __all__ = [
+    "FEED_STATUSES",
     "DatabaseLock",
     "Delivery",
     "DeliveryRow",
+    "FeedRow",
     "FeedState",
     "NewItem",
     "Outbox",

@@ -19,6 +19,8 @@ def timestamp(moment: datetime) -> str:
 
 
 def from_timestamp(text: str | None) -> datetime | None:
+    """A time ``timestamp`` wrote. ``fromisoformat`` reads it ten times faster than
+    ``strptime``, which took most of the time of reading rows (a page of 2,000 items)."""
     if not text:
         return None
     return datetime.fromisoformat(text).astimezone(UTC)
@@ -44,6 +46,30 @@ class FeedState:
     gone: bool = False
     moved_to: str | None = None
     body_hash: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``new`` (never polled), ``gone`` (410), ``failing``, ``moved`` (a permanent
+        redirect) or ``ok``; ``FEED_STATUS`` in sql.py says the same in SQL."""
+        if self.last_success is None and not self.failures:
+            return "new"
+        if self.gone:
+            return "gone"
+        if self.failures:
+            return "failing"
+        return "moved" if self.moved_to else "ok"
+
+
+FEED_STATUSES = ("ok", "failing", "new", "moved", "gone")
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    """A feed as the pages list it: what is known of it, its URL and its stored items."""
+
+    state: FeedState
+    url: str
+    items: int
 
 
 @dataclass(frozen=True)
@@ -300,6 +326,21 @@ class Reports(ABC):
     def item_counts(self) -> dict[str, int]: ...
 
     @abstractmethod
+    def feed_health(self) -> dict[str, int]:
+        """The feeds scheduled now (configured), counted by ``FeedState.status``."""
+
+    @abstractmethod
+    def feed_rows(
+        self, *, status: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[FeedRow]:
+        """Up to ``limit`` feeds scheduled now, by name (those after ``after``), only those
+        of a ``status`` when given: a page of a list too long to read at once."""
+
+    @abstractmethod
+    def feed_row(self, name: str) -> FeedRow | None:
+        """A feed the database knows (scheduled now or not), or None."""
+
+    @abstractmethod
     def item_count(self, feed: str | None = None) -> int: ...
 
     @abstractmethod
@@ -326,9 +367,11 @@ class Reports(ABC):
         """Matches detected since a time, newest first, with their deliveries' states."""
 
     @abstractmethod
-    def deliveries(self, *, failed: bool = False, limit: int = 100) -> list[DeliveryRow]:
+    def deliveries(
+        self, *, failed: bool = False, status: str | None = None, limit: int = 100
+    ) -> list[DeliveryRow]:
         """The outbox, newest first; ``failed``: only dead deliveries and pending ones that
-        have failed at least once."""
+        have failed at least once; ``status``: only those in it (pending, sent, dead)."""
 
     @abstractmethod
     def delivery_counts(self) -> dict[str, int]: ...

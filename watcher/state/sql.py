@@ -27,6 +27,7 @@ from watcher.rules import Document, Match
 from watcher.state.base import (
     Delivery,
     DeliveryRow,
+    FeedRow,
     FeedState,
     NewItem,
     Process,
@@ -47,6 +48,16 @@ INSERT_ITEM = (
     "INSERT INTO items (feed, key, title, link, canonical, summary, content, author, tags,"
     " published, first_seen, last_seen, words) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (feed, key) DO NOTHING"
+)
+FEED_STATUS = (
+    "CASE WHEN f.last_success IS NULL AND f.failures = 0 THEN 'new'"
+    " WHEN f.gone <> 0 THEN 'gone' WHEN f.failures > 0 THEN 'failing'"
+    " WHEN coalesce(f.moved_to, '') <> '' THEN 'moved' ELSE 'ok' END"
+)
+"""``FeedState.status`` in SQL, of a feed row ``f``: the pages count and filter feeds by it
+without reading every feed."""
+FEED_ROW = (
+    "SELECT f.*, (SELECT count(*) FROM items i WHERE i.feed = f.name) AS item_count FROM feeds f"
 )
 MAX_WORD = 200
 """Characters of a word the search index keeps: a longer word is indexed by its start (a
@@ -281,6 +292,33 @@ class SQLStore(Store):
         with self._read() as tx:
             rows = tx.rows("SELECT * FROM feeds")
         return {row["name"]: _feed_state(row) for row in rows}
+
+    def feed_health(self) -> dict[str, int]:
+        with self._read() as tx:
+            rows = tx.execute(
+                f"SELECT {FEED_STATUS} AS status, count(*) FROM feeds f WHERE f.active = 1"
+                " GROUP BY 1"
+            ).fetchall()
+        return {status: int(count) for status, count in rows}
+
+    def feed_rows(
+        self, *, status: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[FeedRow]:
+        sql, params = f"{FEED_ROW} WHERE f.active = 1", []
+        if status is not None:
+            sql += f" AND {FEED_STATUS} = ?"
+            params.append(status)
+        if after is not None:
+            sql += " AND f.name > ?"
+            params.append(after)
+        with self._read() as tx:
+            rows = tx.rows(sql + " ORDER BY f.name LIMIT ?", [*params, limit])
+        return [_feed_row(row) for row in rows]
+
+    def feed_row(self, name: str) -> FeedRow | None:
+        with self._read() as tx:
+            rows = tx.rows(f"{FEED_ROW} WHERE f.name = ?", [name])
+        return _feed_row(rows[0]) if rows else None
 
     def item_counts(self) -> dict[str, int]:
         with self._read() as tx:
@@ -593,16 +631,23 @@ class SQLStore(Store):
                 [status, error, timestamp(retry_at or now), *ids],
             )
 
-    def deliveries(self, *, failed: bool = False, limit: int = 100) -> list[DeliveryRow]:
-        where = "WHERE d.status = 'dead' OR (d.status = 'pending' AND d.attempts > 0)"
+    def deliveries(
+        self, *, failed: bool = False, status: str | None = None, limit: int = 100
+    ) -> list[DeliveryRow]:
+        where, params = ["1 = 1"], []
+        if failed:
+            where.append("(d.status = 'dead' OR (d.status = 'pending' AND d.attempts > 0))")
+        if status is not None:
+            where.append("d.status = ?")
+            params.append(status)
         with self._read() as tx:
             rows = tx.rows(
                 "SELECT d.id, d.uid, d.notifier, d.status, d.attempts, d.next_attempt,"
                 " d.sent_at, d.last_error, d.created_at, m.rule, i.feed, i.title"
                 " FROM deliveries d JOIN matches m ON m.id = d.match_id"
-                f" JOIN items i ON i.id = m.item_id {where if failed else ''}"
+                f" JOIN items i ON i.id = m.item_id WHERE {' AND '.join(where)}"
                 " ORDER BY d.id DESC LIMIT ?",
-                [limit],
+                [*params, limit],
             )
         return [
             DeliveryRow(
@@ -699,6 +744,10 @@ def _feed_state(row: dict[str, Any]) -> FeedState:
         body_hash=row["body_hash"],
         lease_owner=row["lease_owner"],
     )
+
+
+def _feed_row(row: dict[str, Any]) -> FeedRow:
+    return FeedRow(_feed_state(row), row["url"], int(row["item_count"]))
 
 
 def _mark_success(
