@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -530,3 +532,16 @@ def test_check_names_the_database_without_its_password(runner, tmp_path):
     assert result.exit_code == 0, result.output
     assert "database: postgresql://watcher:***@db.example.org:5432/w" in result.stdout
     assert "hunter2" not in result.output
+
+
+def test_a_cycle_that_parses_and_sends_nothing_imports_neither_parser_nor_templates():
+    """Start-up is most of a 304 cycle: feedparser and jinja2 were a tenth of
+    it, and are imported only when a body is parsed or a message rendered."""
+    script = (
+        "import sys, watcher.cli, watcher.cycle, watcher.config, watcher.notify;"
+        "print(sorted({'feedparser', 'jinja2'} & set(sys.modules)))"
+    )
+    finished = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    assert finished.stdout.strip() == "[]"

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import jinja2
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -540,6 +539,8 @@ def _check_rule_query(
 
 def _check_template(path: str, base: Path) -> tuple[str, str | None]:
     """The template's full path, or what is wrong with it (naming its line)."""
+    import jinja2  # only for a config with templates: its import is a tenth of start-up
+
     full = Path(path) if Path(path).is_absolute() else base / path
     try:
         text = full.read_text(encoding="utf-8")

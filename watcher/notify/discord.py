@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any, Literal
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Literal
 
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
@@ -22,6 +20,9 @@ from watcher.notify.chat import ChatNotifier
 from watcher.notify.options import PostOptions
 from watcher.notify.registry import Channel
 from watcher.values import Rate
+
+if TYPE_CHECKING:
+    import jinja2
 
 _MARKDOWN = re.compile(r"([\\*_~`|<>\[\]()#:-])")
 TITLE_LIMIT = 256

@@ -15,9 +15,8 @@ from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import jinja2
 from markupsafe import Markup
 from pydantic import BeforeValidator, Field, SecretStr
 
@@ -29,6 +28,9 @@ from watcher.notify.base import Deadline, Notifier, digest_heading, title_of
 from watcher.notify.options import NotifierOptions
 from watcher.notify.registry import Channel
 from watcher.text import one_line
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 def _addresses(value: object) -> object:

@@ -7,9 +7,7 @@ feed text are escaped as Slack requires and a link's ``|`` is percent-encoded.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Literal
 
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
@@ -19,6 +17,9 @@ from watcher.notify.chat import ChatNotifier
 from watcher.notify.options import PostOptions
 from watcher.notify.registry import Channel
 from watcher.values import Rate
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 def escape(text: str) -> str:

@@ -18,15 +18,17 @@ import functools
 from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 from markupsafe import Markup
 
 from watcher.links import safe_link
 from watcher.models import Alert
 from watcher.notify.base import summary_of, title_of
 from watcher.text import highlight
+
+if TYPE_CHECKING:
+    import jinja2
 
 Escape = Callable[[str], str]
 
@@ -48,6 +50,8 @@ def _finalizer(escape: Escape) -> Callable[[Any], str]:
 
 @functools.cache
 def _environment(channel: str, escape: Escape | None) -> jinja2.Environment:
+    import jinja2  # at the first template: a cycle that sends nothing spares its start-up
+
     options: dict[str, Any] = {"undefined": jinja2.StrictUndefined, "keep_trailing_newline": True}
     if channel == "html":
         return jinja2.Environment(autoescape=True, **options)
