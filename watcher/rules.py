@@ -86,6 +86,10 @@ class Document:
         """Set by the matcher: where (offsets in ``joined``) each term key was found."""
         self._tokens: dict[str, list[str]] | None = None
         self._latin: Document | None = None
+        """The Latin view when it is another document; None when it is this one, or not
+        made yet (``_latin_made``). Never this document itself: a document holding itself is
+        a reference cycle, which only the garbage collector frees, and slows matching."""
+        self._latin_made = False
 
     @property
     def tokens(self) -> dict[str, list[str]]:
@@ -137,22 +141,23 @@ class Document:
         """The document with words of other scripts spelled in Latin letters, which the
         rules with ``transliterate`` read: itself when it has no such word. (Properties
         set once by hand: ``cached_property`` takes a lock at each first use.)"""
-        if self._latin is None:
+        if not self._latin_made:
             ascii_only = all(map(str.isascii, self._plain.values()))
-            self._latin = self if ascii_only else self._in_latin()
-        return self._latin
+            self._latin = None if ascii_only else self._in_latin()
+            self._latin_made = True
+        return self._latin or self
 
-    def _in_latin(self) -> Document:
+    def _in_latin(self) -> Document | None:
         spelled = {name: latin_words(text) for name, text in self._plain.items()}
         if all(spelled_words is None for spelled_words in spelled.values()):
-            return self
+            return None
         view = Document({})
         view._plain = self._plain
         view._tokens = {
             name: spelled_words if spelled_words is not None else words(self._plain[name])
             for name, spelled_words in spelled.items()
         }
-        view._latin = view
+        view._latin_made = True
         return view
 
 
