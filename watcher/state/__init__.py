@@ -10,11 +10,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from watcher.state.base import (
+    Articles,
     Delivery,
     DeliveryRow,
     FeedState,
     NewItem,
     Outbox,
+    PendingArticle,
     PollState,
     Process,
     Reports,
@@ -30,12 +32,14 @@ from watcher.state.base import (
 from watcher.state.lock import DatabaseLock
 
 __all__ = [
+    "Articles",
     "DatabaseLock",
     "Delivery",
     "DeliveryRow",
     "FeedState",
     "NewItem",
     "Outbox",
+    "PendingArticle",
     "PollState",
     "Process",
     "Reports",
