@@ -9,7 +9,7 @@ from typing import Any
 
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
-from watcher.notify.base import Notifier, iso, summary_of, title_of
+from watcher.notify.base import Notifier, excerpt_of, iso, summary_of, title_of
 
 SIGNATURE_HEADER = "X-Watcher-Signature-256"
 
@@ -21,6 +21,7 @@ def payload(alert: Alert) -> dict[str, Any]:
         "rule": alert.rule,
         "matched": list(alert.terms),
         "highlight": list(alert.words),
+        "excerpt": excerpt_of(alert) or None,
         "feed": {"name": alert.feed_name, "url": alert.feed_url},
         "item": {
             "key": item.key,
