@@ -6,10 +6,10 @@ Each page of ``tests/data/articles`` (a news page with its navigation, "most rea
 cookie banners, related links, comments and footer) has its main text beside it (``.txt``).
 For each library and page: precision (the share of the extracted words that are the
 article's) and recall (the share of the article's words extracted), over words as the
-rules' matcher sees them, counted with repeats; whether a word that stands only in the
-boilerplate, such as a name in a "most read" list, leaked into the text (it would make a
-rule match an article that does not mention it); and the time per page, the best of
-ROUNDS runs.
+rules' matcher sees them, counted with repeats; the extra words, those of the page outside
+the article that reached the text (a headline or a credit line is harmless; a name from a
+"most read" list would make a rule match an article that does not mention it); and the
+time per page, the best of ROUNDS runs.
 """
 
 from __future__ import annotations
@@ -64,9 +64,9 @@ def score(found: str, expected: str) -> tuple[float, float]:
     return precision, recall
 
 
-def leaked(found: str, expected: str, page: str) -> list[str]:
-    """Words of the boilerplate that are not in the article but were extracted: the page's
-    words minus the article's, found in the extraction (short, common words left out)."""
+def extra_words(found: str, expected: str, page: str) -> list[str]:
+    """Words of the page outside the article that were extracted (words of three letters
+    or fewer left out)."""
     article = set(words(expected))
     boilerplate = set(words(plain(page))) - article
     return sorted(w for w in set(words(found)) & boilerplate if len(w) > 3)
@@ -102,11 +102,11 @@ def main() -> None:
             precision, recall = score(found, expected)
             seconds = best_time(extract, page, rounds)
             totals.append((precision, recall, seconds))
-            extra = leaked(found, expected, page)
+            extra = extra_words(found, expected, page)
             shown = ", ".join(extra[:6]) + (" ..." if len(extra) > 6 else "")
             print(
                 f"  {path.stem:22} precision {precision:6.1%}  recall {recall:6.1%}"
-                f"  {seconds * 1000:6.2f} ms  leaked: {shown or '-'}"
+                f"  {seconds * 1000:6.2f} ms  extra words: {shown or '-'}"
             )
         count = len(totals)
         print(

@@ -9,6 +9,7 @@ import logging
 import signal
 import threading
 import time
+from datetime import timedelta
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from tests.attack.test_fetch_attacks import feed_server_on, internet  # noqa: F4
 from tests.conftest import DATA, rss
 from tests.integration.process import Output, start, wait_for
 from tests.servers import FeedServer, Route
-from watcher.cycle import run_once
+from watcher.cycle import now, run_once
 from watcher.models import Entry
 from watcher.state import NewItem, open_store
 
@@ -205,12 +206,9 @@ def test_a_link_that_is_not_http_is_never_fetched(config, feed_server, receiver)
     assert len(receiver.bodies("/hook")) == 2  # matched on the feed's text
 
 
+@pytest.mark.usefixtures("internet")
 def test_a_public_feeds_article_cannot_lead_into_the_local_network(
-    config,
-    feed_server,
-    receiver,
-    internet,
-    caplog,
+    config, feed_server, receiver, caplog
 ):
     feed_server.routes["/secret"] = Route(b"<html><body><p>Peskov secret</p></body></html>")
     with feed_server_on("127.0.0.2") as public:
@@ -257,20 +255,14 @@ def test_an_item_left_pending_by_a_crash_is_matched_at_the_next_run(
         last_modified=None,
         present=["1"],
         new_items=[NewItem(entry, article=True)],
-        now=store_now(),
+        now=now(),
     )
-    store.claim_articles(store_now(), 10, lease=__import__("datetime").timedelta(hours=1))
+    store.claim_articles(now(), 10, lease=timedelta(hours=1))
     store.close()
     run_once(cfg)
     assert [body["rule"] for body in receiver.bodies("/hook")] == ["peskov"]
     run_once(cfg)
     assert len(receiver.bodies("/hook")) == 1  # and exactly once
-
-
-def store_now() -> Any:
-    from watcher.cycle import now
-
-    return now()
 
 
 class GatedServer(FeedServer):
