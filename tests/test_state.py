@@ -386,6 +386,7 @@ def test_processes_starting_together_migrate_once(postgres_url):
     with psycopg.connect(postgres_url) as connection:
         names = [row[0] for row in connection.execute("SELECT name FROM watcher_migrations")]
     assert sorted(names) == [
+        "add_pending_articles",
         "add_schedule",
         "create_core_tables",
         "index_pruning_and_leases",
