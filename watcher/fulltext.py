@@ -125,7 +125,7 @@ class FullText:
                     break
                 if not groups:
                     break
-                for done in pool.map(self._complete, groups):
+                for done in pool.map(self._settle, groups):
                     outcomes += done
         return outcomes
 
@@ -193,18 +193,26 @@ class FullText:
                 self._wake.wait(IDLE)
 
     def _complete_and_report(self, group: list[PendingArticle]) -> None:
-        try:
-            outcomes = self._complete(group)
-        except Exception:  # a bug: the items stay pending, their leases run out
-            log.exception("articles: an item could not be completed")
-            outcomes = []
-        finally:
-            with self._lock:
-                self._in_flight.difference_update(item.id for item in group)
-            self._wake.set()
+        outcomes = self._settle(group)
+        self._wake.set()
         if self.on_outcome is not None:
             for outcome in outcomes:
                 self.on_outcome(outcome)
+
+    def _settle(self, group: list[PendingArticle]) -> list[ArticleOutcome]:
+        """``_complete``, its failures logged: an item that could not be recorded stays
+        pending, and is taken up again once its lease ran out (at the next start on
+        SQLite)."""
+        try:
+            return self._complete(group)
+        except StateError as exc:
+            log.error("articles: cannot record them in the database: %s", exc)
+        except Exception:  # a bug
+            log.exception("articles: an item could not be completed")
+        finally:
+            with self._lock:
+                self._in_flight.difference_update(item.id for item in group)
+        return []
 
     # both
 

@@ -345,3 +345,47 @@ def test_watcher_run_alerts_on_articles_and_slow_pages_never_hold_other_feeds(
             process.wait(timeout=30)
             text = output.close()
         assert process.returncode == 0, text
+
+
+def test_a_database_failure_while_recording_an_article_loses_no_alert(
+    config, feed_server, receiver, monkeypatch, caplog
+):
+    from watcher.errors import StateError
+    from watcher.state.sql import SQLStore
+
+    feed_server.routes["/a/talks"] = page("kremlin-talks")
+    feed_server.routes["/feed.xml"] = Route(
+        rss(item("1", "Negotiators return", feed_server.url("/a/talks")))
+    )
+    full = {"url": feed_server.url("/feed.xml"), "name": "world", "full_text": True}
+    cfg = config({**full, "backfill": True})
+
+    def full_disk(*args: Any, **kwargs: Any) -> None:
+        raise StateError("database w.db: database or disk is full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(SQLStore, "record_article", full_disk)
+        report = run_once(cfg)
+    assert receiver.requests == []
+    assert "articles: cannot record them in the database: database w.db" in caplog.text
+    assert report.outcomes[0].articles == 1  # still waiting
+    run_once(cfg)
+    assert [body["rule"] for body in receiver.bodies("/hook")] == ["peskov"]
+
+
+def test_full_text_on_postgresql(config, feed_server, receiver, postgres_url):
+    feed_server.routes["/a/talks"] = page("kremlin-talks")
+    feed_server.routes["/a/grain"] = page("grain-port")
+    feed_server.routes["/feed.xml"] = Route(
+        rss(
+            item("1", "Negotiators return", feed_server.url("/a/talks")),
+            item("2", "Grain shipments resume", feed_server.url("/a/grain")),
+        )
+    )
+    full = {"url": feed_server.url("/feed.xml"), "name": "world", "full_text": True}
+    cfg = config({**full, "backfill": True}, database=postgres_url)
+    run_once(cfg)
+    run_once(cfg)
+    [hook] = receiver.bodies("/hook")
+    assert hook["rule"] == "peskov" and "Dmitry Peskov told reporters" in hook["excerpt"]
+    assert len(article_requests(feed_server)) == 2
