@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,3 +194,40 @@ def test_full_text_is_a_feed_option_off_by_default(make_config):
         ]
     )
     assert [feed.full_text for feed in config.feeds] == [True, False]
+
+
+def alert_of(content: str, summary: str = "Talks went on.") -> Any:
+    from datetime import UTC, datetime
+
+    from watcher.models import Alert, Entry
+
+    return Alert(
+        delivery_id="d-1",
+        rule="peskov",
+        terms=("Peskov",),
+        feed_name="world",
+        feed_url="https://example.org/rss",
+        item=Entry("k", title="Negotiations resume", summary=summary, content=content),
+        detected_at=datetime(2026, 11, 24, tzinfo=UTC),
+        words=("peskov",),
+    )
+
+
+def test_chat_messages_quote_the_excerpt_with_the_words_marked_and_escaped():
+    from watcher.notify import discord, slack
+
+    alert = alert_of("<p>Peskov said &lt;!channel&gt; @everyone [x](http://evil)</p>")
+    body = slack.message(alert)["blocks"][0]["text"]["text"]
+    assert body.endswith("\n> *Peskov* said &lt;!channel&gt; @everyone [x](http://evil)")
+    description = discord.message(alert)["embeds"][0]["description"]
+    assert "\n> **Peskov** said <!channel\\> @\u200beveryone \\[x\\]\\(http" in description
+
+
+def test_no_excerpt_when_the_content_holds_no_matched_word_or_is_the_summary():
+    from watcher.notify import slack
+    from watcher.notify.webhook import payload
+
+    assert payload(alert_of("<p>Nothing here.</p>"))["excerpt"] is None
+    assert payload(alert_of("Peskov said", summary="Peskov said"))["excerpt"] is None
+    assert "\n>" not in slack.message(alert_of("<p>Nothing here.</p>"))["blocks"][0]["text"]["text"]
+    assert payload(alert_of("<p>So Peskov said.</p>"))["excerpt"] == "So Peskov said."

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
-from watcher.text import plain, strip_html, words
+from watcher.text import strip_html, words
 
 LIMIT = 200
 """Characters of an excerpt, about: two lines of a chat message."""
@@ -26,7 +26,7 @@ def sentences(content: str) -> list[str]:
     """The content's sentences as plain text: paragraphs end one, and so do ``.``, ``!``,
     ``?`` and ``…`` (with a closing quote or bracket that follows them)."""
     text = strip_html(_BLOCK.sub("\n", content)) if "<" in content else strip_html(content)
-    found = (plain(part) for part in _SENTENCE.findall(text))
+    found = (" ".join(part.split()) for part in _SENTENCE.findall(text))
     return [sentence for sentence in found if sentence]
 
 
