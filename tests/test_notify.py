@@ -76,6 +76,7 @@ def test_webhook_payload_shape():
         "rule": "talks",
         "matched": ["Istanbul talks"],
         "highlight": ["istanbul", "talks"],
+        "excerpt": None,
         "feed": {"name": "world", "url": "https://example.org/rss"},
         "item": {
             "key": "k1",

@@ -46,6 +46,7 @@ def test_sqlite_schema_is_migrated_and_recorded(db):
         "index_pruning_and_leases",
         "index_the_words_the_matcher_sees",
         "index_latin_spellings",
+        "add_pending_articles",
     ]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
@@ -386,6 +387,7 @@ def test_processes_starting_together_migrate_once(postgres_url):
     with psycopg.connect(postgres_url) as connection:
         names = [row[0] for row in connection.execute("SELECT name FROM watcher_migrations")]
     assert sorted(names) == [
+        "add_pending_articles",
         "add_schedule",
         "create_core_tables",
         "index_latin_spellings",
@@ -750,3 +752,106 @@ def test_a_stored_time_reads_back_as_the_same_moment_in_utc():
     back = from_timestamp(timestamp(moment))
     assert back == moment and back.tzinfo is UTC
     assert from_timestamp(None) is None and from_timestamp("") is None
+
+
+# Articles of full_text feeds (issue 14): the pending items are the queue
+
+
+def pending(key: str, link: str = "") -> NewItem:
+    return NewItem(
+        Entry(key, title=f"title {key}", link=link or f"http://news.example/{key}"), article=True
+    )
+
+
+def test_a_pending_item_is_stored_unmatched_and_claimed_once(store):
+    ingest(store, "f", [pending("a"), NewItem(Entry("b", title="plain"))])
+    assert store.unseen("f", ["a", "b"]) == set()  # the next poll does not bring it back
+    claimed = store.claim_articles(NOW, 10, timedelta(minutes=1))
+    assert [(item.feed, item.entry.key, item.entry.title) for item in claimed] == [
+        ("f", "a", "title a")
+    ]
+    assert claimed[0].canonical == "//news.example/a"
+    assert store.claim_articles(NOW, 10, timedelta(minutes=1)) == []  # leased
+    later = NOW + timedelta(minutes=2)  # the lease ran out: its holder died
+    assert [item.entry.key for item in store.claim_articles(later, 10, timedelta(minutes=1))] == [
+        "a"
+    ]
+
+
+def test_recording_an_article_stores_its_text_and_alerts_exactly_once(store):
+    ingest(store, "f", [pending("a")])
+    [item] = store.claim_articles(NOW, 10, timedelta(minutes=1))
+    article = Entry("a", title="title a", link=item.entry.link, content="<p>Peskov said</p>")
+    match = Match("r", ("Peskov",), ("n1", "n2"), ())
+    assert store.record_article(item.id, "f", article, [match], NOW, fetched=True) == 2
+    assert store.record_article(item.id, "f", article, [match], NOW, fetched=True) is None
+    assert store.claim_articles(NOW + timedelta(hours=1), 10, timedelta(minutes=1)) == []
+    assert store.delivery_counts() == {"pending": 2}
+    [found] = store.search_candidates([{("peskov", False)}], 10)
+    assert found[1].entry.content == "<p>Peskov said</p>"  # in the search index too
+    assert store.fetched_article("//news.example/a") == "<p>Peskov said</p>"
+
+
+def test_a_failed_article_keeps_the_feed_text_and_is_not_reused(store):
+    ingest(store, "f", [pending("a")])
+    [item] = store.claim_articles(NOW, 10, timedelta(minutes=1))
+    assert store.record_article(item.id, "f", item.entry, [], NOW, fetched=False) == 0
+    assert store.fetched_article("//news.example/a") is None
+    assert store.claim_articles(NOW + timedelta(hours=1), 10, timedelta(minutes=1)) == []
+
+
+def test_items_of_one_story_are_claimed_together_and_alert_once(store):
+    link = "http://news.example/story?utm_source=x"
+    ingest(store, "f1", [pending("a", link)])
+    ingest(store, "f2", [pending("b", "http://news.example/story")])
+    claimed = store.claim_articles(NOW, 1, timedelta(minutes=1))
+    assert sorted(item.feed for item in claimed) == ["f1", "f2"]
+    match = Match("r", ("Peskov",), ("n",), ())
+    created = [
+        store.record_article(item.id, item.feed, item.entry, [match], NOW, fetched=True)
+        for item in claimed
+    ]
+    assert created == [1, 0]  # the second report of the story is recorded, not alerted
+
+
+def test_released_articles_are_claimed_again_when_due(store):
+    ingest(store, "f", [pending("a")])
+    [item] = store.claim_articles(NOW, 10, timedelta(minutes=10))
+    store.release_articles([item.id], until=NOW + timedelta(minutes=1))
+    assert store.claim_articles(NOW, 10, timedelta(minutes=1)) == []
+    assert len(store.claim_articles(NOW + timedelta(minutes=1), 10, timedelta(minutes=1))) == 1
+
+
+def test_pending_articles_of_feeds_no_longer_configured_are_not_claimed(store):
+    ingest(store, "f", [pending("a")])
+    store.sync_feeds(scheduled("other"), NOW)
+    assert store.claim_articles(NOW, 10, timedelta(minutes=1)) == []
+
+
+def test_a_restart_gives_back_the_articles_a_dead_process_held(store):
+    ingest(store, "f", [pending("a")])
+    assert store.claim_articles(NOW, 10, timedelta(hours=1))
+    store.release_leases()
+    assert len(store.claim_articles(NOW, 10, timedelta(hours=1))) == 1
+
+
+def test_processes_racing_for_articles_on_postgresql_never_claim_one_twice(postgres_url):
+    stores = [open_store(postgres_url) for _ in range(4)]
+    try:
+        ingest(stores[0], "f", [pending(str(i)) for i in range(60)])
+        claimed: list[list[int]] = [[] for _ in stores]
+
+        def claim(index: int) -> None:
+            while items := stores[index].claim_articles(NOW, 3, timedelta(minutes=5)):
+                claimed[index] += [item.id for item in items]
+
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(stores))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        every = [item for ids in claimed for item in ids]
+        assert len(every) == len(set(every)) == 60
+    finally:
+        for opened in stores:
+            opened.close()

@@ -184,6 +184,7 @@ class FeedConfig(_Model):
     tags: tuple[str, ...] = ()
     backfill: bool = False  # alert on the items present at the first poll too
     headers: dict[str, str] = {}
+    full_text: bool = False  # fetch each new item's page and match its main text too
 
     @field_validator("url")
     @classmethod

@@ -12,12 +12,14 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor as Pool
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from watcher.config import Config, FeedConfig, Rate
 from watcher.deliver import DeliveryReport, RateLimiter, Senders, deliver_due
+from watcher.fulltext import WORKERS as FULL_TEXT_WORKERS
+from watcher.fulltext import ArticleOutcome, FullText, merge
 from watcher.http import new_session
 from watcher.notify import Notifier, build_notifiers
 from watcher.parse import ParserPool
@@ -67,6 +69,10 @@ class Pipeline:
             lambda: self.runtime.rules,
             parse=self.parsers.parse,
         )
+        self.fulltext = FullText(
+            self.store, self.session, lambda: self.runtime.rules, self.feed, self.poller.host_slot
+        )
+        """Pending items of full_text feeds: their article fetched, then matched."""
         self.stopping = threading.Event()
         # The config and the compiled rules live as long as the process and hold no cycles
         # to collect: keep the collector from walking them at every collection.
@@ -206,12 +212,60 @@ def _cycle(config: Config, *, dry_run: bool) -> CycleReport:
                 config.feeds,
                 lambda feed: pipeline.poller.poll(feed, moment, dry_run=dry_run).matched_only(),
             )
+        if dry_run:
+            outcomes = _read_in_memory(pipeline, outcomes)
+        else:  # the articles of the items just stored, and of any an earlier run left pending
+            outcomes = _with_articles(outcomes, pipeline.fulltext.drain())
         report = CycleReport(outcomes)
         if not dry_run:
             report.delivery = pipeline.deliver(owner=f"once-{uuid.uuid4().hex}" if shared else None)
         return report
     finally:
         pipeline.close()
+
+
+def _read_in_memory(pipeline: Pipeline, outcomes: list[PollOutcome]) -> list[PollOutcome]:
+    """A dry run's items waiting for their article, fetched and matched without recording."""
+    waiting = [
+        (index, feed)
+        for index, outcome in enumerate(outcomes)
+        if outcome.articles and (feed := pipeline.feed(outcome.feed)) is not None
+    ]
+    if not waiting:
+        return outcomes
+    done = list(outcomes)
+    with Pool(max_workers=FULL_TEXT_WORKERS) as pool:
+        read = pool.map(
+            lambda found: pipeline.fulltext.in_memory(found[1], outcomes[found[0]].new_items),
+            waiting,
+        )
+        for (index, _), items in zip(waiting, read, strict=True):
+            done[index] = replace(outcomes[index], new_items=tuple(items)).matched_only()
+    return done
+
+
+def _with_articles(
+    outcomes: list[PollOutcome], articles: list[ArticleOutcome]
+) -> list[PollOutcome]:
+    """The polls' outcomes with their items matched on their articles, and the items an
+    earlier run left pending added to their feed's outcome."""
+    by_feed: dict[str, list[ArticleOutcome]] = {}
+    for article in articles:
+        by_feed.setdefault(article.feed, []).append(article)
+    done = []
+    for outcome in outcomes:
+        found = by_feed.pop(outcome.feed, [])
+        if found:
+            keys = {item.entry.key for item in outcome.new_items}
+            items = merge(found, list(outcome.new_items))
+            items += [a.item for a in found if a.item.entry.key not in keys]
+            outcome = replace(
+                outcome,
+                new_items=tuple(items),
+                deliveries=outcome.deliveries + sum(a.deliveries for a in found),
+            ).matched_only()
+        done.append(outcome)
+    return done
 
 
 def _in_lanes(

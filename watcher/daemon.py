@@ -37,6 +37,7 @@ from watcher.config import Config, load
 from watcher.cycle import Pipeline, now
 from watcher.deliver import Outbox
 from watcher.errors import ConfigError, StateError
+from watcher.fulltext import ArticleOutcome
 from watcher.metrics import Metrics
 from watcher.schedule import FeedScheduler, Trouble
 from watcher.state import DatabaseLock, FeedState, Process, ScheduledFeed, is_postgres
@@ -186,6 +187,7 @@ class Daemon:
             clock=now,
             stopping=self.stopping,
         )
+        self.pipeline.fulltext.on_outcome = self._on_article
         self.delivery_trouble = Trouble("delivery")
         self._reload_requested = threading.Event()
         self._signal: int | None = None
@@ -257,6 +259,7 @@ class Daemon:
         )
         self.scheduler.start()
         self.feeds.start()
+        self.pipeline.fulltext.start()  # and takes up the items a stop or crash left pending
         if self.web is not None:
             self.web.start()
             self._tell_web(self.web.address)
@@ -311,6 +314,7 @@ class Daemon:
             self.web.stop()
         self.scheduler.shutdown(wait=True)
         self.feeds.stop()
+        self.pipeline.fulltext.stop()
         timeouts = [notifier.timeout for notifier in self.pipeline.notifiers.values()]
         left = self.outbox.close(max(timeouts, default=0.0) + STOP_MARGIN)
         if left:
@@ -402,7 +406,8 @@ class Daemon:
 
     def check(self) -> str | None:
         """What makes the daemon unhealthy, or None: for ``/healthz``."""
-        if not self.scheduler.running or not self.feeds.running or self.stopping.is_set():
+        running = self.scheduler.running and self.feeds.running and self.pipeline.fulltext.running
+        if not running or self.stopping.is_set():
             return "the scheduler is not running"
         return self.pipeline.store.writable()
 
@@ -426,6 +431,15 @@ class Daemon:
             return
         outcome = self.pipeline.poller.poll(feed, now())
         self.metrics.observe_poll(outcome)
+        if outcome.articles:
+            self.pipeline.fulltext.wake()
+        if outcome.deliveries and not self.stopping.is_set():
+            self.wake_delivery()
+
+    def _on_article(self, outcome: ArticleOutcome) -> None:
+        """An item matched on its article: its matches counted, its alerts sent now."""
+        for match in outcome.item.matches:
+            self.metrics.matches.labels(match.rule).inc()
         if outcome.deliveries and not self.stopping.is_set():
             self.wake_delivery()
 

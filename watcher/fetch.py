@@ -105,16 +105,19 @@ def fetch(
     max_size: int = 10 * 1000**2,
     headers: Mapping[str, str] | None = None,
     origin: str | None = None,
+    accept: str = ACCEPT,
 ) -> FetchResult:
     """GET a feed, conditionally; a 304 is a result with an empty body, not an error.
 
-    ``origin`` is the URL the user configured, when ``url`` is where it moved: whether a
-    redirect may lead into the local network depends on the address the user chose.
+    ``origin`` is the URL the user configured, when ``url`` is where it moved or a link the
+    feed gave (an article, ``article.py``): whether a hop may lead into the local network
+    depends on the address the user chose, and any URL but ``origin`` itself is checked.
+    ``accept`` is the Accept header: feed types, unless an article page is fetched.
 
     ``timeout`` bounds the whole fetch: connections, headers and body, redirects included,
     so a server that drips bytes cannot hold a worker for long.
     """
-    plain_headers = {"Accept": ACCEPT}
+    plain_headers = {"Accept": accept}
     if etag:
         plain_headers["If-None-Match"] = etag
     if last_modified:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import requests
 
+from watcher.article import is_fetchable
 from watcher.config import FeedConfig, Settings
 from watcher.errors import FetchError, StateError
 from watcher.fetch import FetchResult, fetch
@@ -43,10 +44,17 @@ class PollOutcome:
     def matches(self) -> int:
         return sum(len(item.matches) for item in self.new_items)
 
+    @property
+    def articles(self) -> int:
+        """New items waiting for their article before they are matched (``fulltext.py``)."""
+        return sum(1 for item in self.new_items if item.article)
+
     def matched_only(self) -> PollOutcome:
-        """The outcome without the items that matched nothing: what a report of many
-        polls keeps (10,000 feeds' items would not fit in memory)."""
-        return replace(self, new_items=tuple(item for item in self.new_items if item.matches))
+        """The outcome without the items that matched nothing (those waiting for their
+        article are kept): what a report of many polls keeps (10,000 feeds' items would
+        not fit in memory)."""
+        kept = tuple(item for item in self.new_items if item.matches or item.article)
+        return replace(self, new_items=kept)
 
 
 MAX_BACKOFF = timedelta(hours=24)
@@ -89,7 +97,8 @@ class Poller:
     _hosts: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _hosts_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def _host_slot(self, url: str) -> threading.BoundedSemaphore:
+    def host_slot(self, url: str) -> threading.BoundedSemaphore:
+        """The slot a request to the URL's host takes: feeds' and articles' alike."""
         host = host_of(url)
         with self._hosts_lock:
             return self._hosts.setdefault(host, threading.BoundedSemaphore(PER_HOST))
@@ -180,7 +189,7 @@ class Poller:
         return replace(outcome, deliveries=deliveries)
 
     def _fetch(self, feed: FeedConfig, state: FeedState, settings: Settings) -> FetchResult:
-        with self._host_slot(feed.url):
+        with self.host_slot(feed.url):
             result = fetch(
                 self.session,
                 feed.name,
@@ -209,16 +218,17 @@ class Poller:
         unseen = self.store.unseen(feed.name, keys)
         baseline = not state.baseline_done and not feed.backfill
         cutoff = now - rules.settings.max_item_age
-        return tuple(
-            NewItem(
-                entry,
-                ()
-                if baseline or _too_old(entry.published, cutoff)
-                else _match(rules.matcher, entry, feed),
-            )
-            for entry in parsed.entries
-            if entry.key in unseen
-        )
+        items = []
+        for entry in parsed.entries:
+            if entry.key not in unseen:
+                continue
+            if baseline or _too_old(entry.published, cutoff):
+                items.append(NewItem(entry))
+            elif feed.full_text and is_fetchable(entry.link):
+                items.append(NewItem(entry, article=True))  # matched once its page is read
+            else:
+                items.append(NewItem(entry, tuple(match_entry(rules.matcher, entry, feed))))
+        return tuple(items)
 
     def _report_moves(self, feed: FeedConfig, result: FetchResult) -> None:
         if result.moved_to:
@@ -284,8 +294,8 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
-def _match(matcher: Matcher, entry: Entry, feed: FeedConfig) -> tuple[Match, ...]:
-    return tuple(matcher.match(entry.searchable(), feed.name, feed.tags))
+def match_entry(matcher: Matcher, entry: Entry, feed: FeedConfig) -> list[Match]:
+    return matcher.match(entry.searchable(), feed.name, feed.tags)
 
 
 def _interval(feed: FeedConfig, settings: Settings) -> timedelta:
@@ -319,19 +329,25 @@ def _log_outcome(outcome: PollOutcome, deliveries: int) -> None:
         )
         return
     for item in outcome.new_items:
-        for match in item.matches:
-            log.info(
-                "match: rule %s, feed %s, item %r, terms %s",
-                match.rule,
-                outcome.feed,
-                one_line(item.entry.title)[:80],
-                ", ".join(match.terms),
-            )
+        log_matches(outcome.feed, item.entry, item.matches)
     if outcome.new_items:
+        waiting = outcome.articles
         log.info(
-            "feed %s: %s, %s, %s queued",
+            "feed %s: %s, %s, %s queued%s",
             outcome.feed,
             plural(len(outcome.new_items), "new item"),
             plural(outcome.matches, "match", "matches"),
             plural(deliveries, "delivery", "deliveries"),
+            f", {waiting} waiting for their article" if waiting else "",
+        )
+
+
+def log_matches(feed: str, entry: Entry, matches: Iterable[Match]) -> None:
+    for match in matches:
+        log.info(
+            "match: rule %s, feed %s, item %r, terms %s",
+            match.rule,
+            feed,
+            one_line(entry.title)[:80],
+            ", ".join(match.terms),
         )

@@ -21,12 +21,14 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager, ProxyManager
 
 from watcher.errors import DeliveryError
+from watcher.excerpt import excerpt
 from watcher.http import describe, proxies_for, retry_after
 from watcher.models import Alert, Digest
 from watcher.text import one_line, plain
 from watcher.values import Rate
 
 SUMMARY_LIMIT = 300
+EXCERPT_LIMIT = 200
 RETRYABLE_STATUS = frozenset({408, 429})
 ANSWER_LIMIT = 4096
 """Bytes of a receiver's answer read at most: enough for an error's detail, and a hostile
@@ -355,6 +357,16 @@ def title_of(alert: Alert) -> str:
 
 def summary_of(alert: Alert, limit: int = SUMMARY_LIMIT) -> str:
     return plain(alert.item.summary or alert.item.content, limit)
+
+
+def excerpt_of(alert: Alert, limit: int = EXCERPT_LIMIT) -> str:
+    """The sentence of the item's content around the matched words (a full_text feed's
+    article): why the alert fired when the title and summary do not show it. Empty when
+    the content holds none of them, or is the summary again."""
+    item = alert.item
+    if not item.content or item.content == item.summary:
+        return ""
+    return excerpt(item.content, alert.words, limit)
 
 
 def iso(moment: datetime | None) -> str | None:

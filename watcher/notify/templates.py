@@ -8,8 +8,10 @@ summary with the matched words marked: a template cannot forget to escape feed t
 Variables: ``rule``, ``matched`` (the rule's terms found), ``feed``, ``feed_url``,
 ``delivery_id``, ``detected_at``, ``title``, ``link`` (http(s) only, else empty),
 ``summary`` (plain text), ``author``, ``tags``, ``published`` (a datetime or None),
-``published_text``, ``title_marked`` and ``summary_marked`` (matched words marked), and for
-Slack ``link_title`` (the title linked to the item).
+``published_text``, ``title_marked`` and ``summary_marked`` (matched words marked),
+``excerpt`` and ``excerpt_marked`` (the sentence of the content around the matched words,
+empty when the content holds none: why a full_text feed's item alerted), and for Slack
+``link_title`` (the title linked to the item).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from markupsafe import Markup
 
 from watcher.links import safe_link
 from watcher.models import Alert
-from watcher.notify.base import summary_of, title_of
+from watcher.notify.base import excerpt_of, summary_of, title_of
 from watcher.text import highlight
 
 if TYPE_CHECKING:
@@ -95,6 +97,7 @@ def context(
     """The variables of a template for one alert; ``mark`` marks a matched word (already
     escaped), ``safe`` wraps what is already escaped (``Markup`` for HTML)."""
     title, summary = title_of(alert), summary_of(alert, summary_limit)
+    found = excerpt_of(alert)
     published = alert.item.published
     return {
         "rule": alert.rule,
@@ -112,4 +115,6 @@ def context(
         "published_text": published.strftime("%Y-%m-%d %H:%M UTC") if published else "",
         "title_marked": safe(highlight(title, alert.words, mark, escape)),
         "summary_marked": safe(highlight(summary, alert.words, mark, escape)),
+        "excerpt": found,
+        "excerpt_marked": safe(highlight(found, alert.words, mark, escape)),
     }

@@ -11,7 +11,7 @@ from pydantic import Field, SecretStr
 
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
-from watcher.notify.base import Notifier, iso, summary_of, title_of
+from watcher.notify.base import Notifier, excerpt_of, iso, summary_of, title_of
 from watcher.notify.options import PostOptions
 from watcher.notify.registry import Channel
 
@@ -25,6 +25,7 @@ def payload(alert: Alert) -> dict[str, Any]:
         "rule": alert.rule,
         "matched": list(alert.terms),
         "highlight": list(alert.words),
+        "excerpt": excerpt_of(alert) or None,
         "feed": {"name": alert.feed_name, "url": alert.feed_url},
         "item": {
             "key": item.key,

@@ -11,12 +11,14 @@ from urllib.parse import urlsplit
 
 from watcher.state.base import (
     FEED_STATUSES,
+    Articles,
     Delivery,
     DeliveryRow,
     FeedRow,
     FeedState,
     NewItem,
     Outbox,
+    PendingArticle,
     PollState,
     Process,
     Reports,
@@ -33,6 +35,7 @@ from watcher.state.lock import DatabaseLock
 
 __all__ = [
     "FEED_STATUSES",
+    "Articles",
     "DatabaseLock",
     "Delivery",
     "DeliveryRow",
@@ -40,6 +43,7 @@ __all__ = [
     "FeedState",
     "NewItem",
     "Outbox",
+    "PendingArticle",
     "PollState",
     "Process",
     "Reports",

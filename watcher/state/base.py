@@ -78,6 +78,20 @@ class NewItem:
 
     entry: Entry
     matches: tuple[Match, ...] = ()
+    article: bool = False
+    """Its matching waits for its article (a ``full_text`` feed): stored as pending, it is
+    matched and its alerts recorded once its page was fetched or failed (``Articles``)."""
+
+
+@dataclass(frozen=True)
+class PendingArticle:
+    """An item whose article is to be fetched before it is matched."""
+
+    id: int
+    feed: str
+    entry: Entry
+    canonical: str
+    """Its canonical link: items of the same story share their page, fetched once."""
 
 
 @dataclass(frozen=True)
@@ -266,6 +280,43 @@ class PollState(ABC):
         poll), and whether it is gone for good; return the number of consecutive failures."""
 
 
+class Articles(ABC):
+    """The items of ``full_text`` feeds waiting for their article: the database is their
+    queue, so an item stored by a poll is matched exactly once, by whichever process
+    records its article first, even across a crash."""
+
+    @abstractmethod
+    def claim_articles(self, now: datetime, limit: int, lease: timedelta) -> list[PendingArticle]:
+        """Lease up to ``limit`` pending items of configured feeds that no live process
+        holds, oldest first, each with the other pending items of its story (the same
+        canonical link), so that a page is fetched once for all of them."""
+
+    @abstractmethod
+    def release_articles(self, item_ids: Sequence[int], until: datetime | None = None) -> None:
+        """Give back leased pending items, to be claimed again from ``until`` on."""
+
+    @abstractmethod
+    def fetched_article(self, canonical: str) -> str | None:
+        """The content fetched earlier for an item of the same story, if any: a page that
+        two feeds link to is fetched once."""
+
+    @abstractmethod
+    def record_article(
+        self,
+        item_id: int,
+        feed: str,
+        entry: Entry,
+        matches: Iterable[Match],
+        now: datetime,
+        *,
+        fetched: bool,
+    ) -> int | None:
+        """In one transaction, if the item is still pending: store ``entry`` (its content the
+        article's text when ``fetched``) with its search words, its matches and their
+        deliveries, and mark it done. Return the deliveries created, or None when the
+        item was no longer pending (another process recorded it, or it was pruned)."""
+
+
 class Outbox(ABC):
     """What the delivery worker reads and writes."""
 
@@ -311,9 +362,9 @@ class Outbox(ABC):
 
     @abstractmethod
     def release_leases(self) -> int:
-        """Give back every lease (deliveries', feeds', notifiers'), for the one process that
-        may poll an SQLite database: a lease left there is a dead predecessor's. Return the
-        deliveries that were being sent."""
+        """Give back every lease (deliveries', feeds', notifiers', pending articles'), for
+        the one process that may poll an SQLite database: a lease left there is a dead
+        predecessor's. Return the deliveries that were being sent."""
 
 
 class Reports(ABC):
@@ -404,7 +455,7 @@ class Upkeep(ABC):
         """Close every connection; call once the worker threads are done."""
 
 
-class Store(Schedule, PollState, Outbox, Reports, Upkeep, ABC):
+class Store(Schedule, PollState, Articles, Outbox, Reports, Upkeep, ABC):
     """The whole state interface; each backend implements it, and one contract test suite
     runs over each."""
 

@@ -160,6 +160,14 @@ MIGRATIONS: list[tuple[str, str | Callable[[psycopg.Connection[Any]], None]]] = 
     ),
     ("index_the_words_the_matcher_sees", _index_words),
     ("index_latin_spellings", _index_latin_spellings),
+    (
+        "add_pending_articles",
+        """
+        ALTER TABLE items ADD COLUMN article text;
+        ALTER TABLE items ADD COLUMN article_until text;
+        CREATE INDEX items_article_pending ON items (id) WHERE article = 'pending';
+        """,
+    ),
 ]
 
 

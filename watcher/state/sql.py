@@ -30,6 +30,7 @@ from watcher.state.base import (
     FeedRow,
     FeedState,
     NewItem,
+    PendingArticle,
     Process,
     ScheduledFeed,
     SearchWord,
@@ -46,8 +47,8 @@ ITEM_COLUMNS = "feed, key, title, link, summary, content, author, tags, publishe
 ITEM_COLUMNS_I = ", ".join(f"i.{column}" for column in ITEM_COLUMNS.split(", "))
 INSERT_ITEM = (
     "INSERT INTO items (feed, key, title, link, canonical, summary, content, author, tags,"
-    " published, first_seen, last_seen, words) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (feed, key) DO NOTHING"
+    " published, first_seen, last_seen, words, article)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (feed, key) DO NOTHING"
 )
 FEED_STATUS = (
     "CASE WHEN f.last_success IS NULL AND f.failures = 0 THEN 'new'"
@@ -59,6 +60,9 @@ without reading every feed."""
 FEED_ROW = (
     "SELECT f.*, (SELECT count(*) FROM items i WHERE i.feed = f.name) AS item_count FROM feeds f"
 )
+PENDING = "pending"
+"""``items.article`` of an item waiting for its article; then ``fetched`` (its content is
+the article's text) or ``failed`` (matched on what the feed gave); NULL for other items."""
 MAX_WORD = 200
 """Characters of a word the search index keeps: a longer word is indexed by its start (a
 PostgreSQL lexeme holds at most 2,047 bytes)."""
@@ -412,20 +416,14 @@ class SQLStore(Store):
         items = list(new_items)
         with self._write() as tx:
             self._ensure_feed(tx, feed, url, now)
-            quiet = [_item_row(feed, i.entry, stamp) for i in items if not i.matches]
+            quiet = [
+                _item_row(feed, i.entry, stamp, article=PENDING if i.article else None)
+                for i in items
+                if not i.matches
+            ]
             if quiet:  # most items match nothing: stored in one statement
                 tx.executemany(INSERT_ITEM, quiet)
-            self._lock_stories(
-                tx,
-                sorted(
-                    {
-                        f"{match.rule} {canonical}"
-                        for item in items
-                        for match in item.matches
-                        if (canonical := canonical_link(item.entry.link))
-                    }
-                ),
-            )
+            self._lock_stories(tx, _story_keys((i.entry.link, i.matches) for i in items))
             for item in items:
                 if not item.matches:
                     continue
@@ -433,12 +431,10 @@ class SQLStore(Store):
                 row = tx.execute(
                     INSERT_ITEM + " RETURNING id", _item_row(feed, item.entry, stamp, canonical)
                 ).fetchone()
-                if row is None:
-                    continue
-                for match in item.matches:
-                    if canonical and _seen_elsewhere(tx, match.rule, canonical, feed):
-                        continue
-                    created += _insert_match(tx, int(row[0]), match, stamp)
+                if row is not None:
+                    created += _record_matches(
+                        tx, int(row[0]), feed, canonical, item.matches, stamp
+                    )
             for chunk in _chunks(present):
                 tx.execute(
                     f"UPDATE items SET last_seen = ? WHERE feed = ? AND key IN ({_marks(chunk)})",
@@ -450,6 +446,85 @@ class SQLStore(Store):
             )
             _mark_success(tx, feed, now, etag, last_modified, moved_to, body_hash, next_poll)
         return created
+
+    # articles of full_text feeds
+
+    def claim_articles(self, now: datetime, limit: int, lease: timedelta) -> list[PendingArticle]:
+        if limit <= 0:
+            return []
+        stamp, until = timestamp(now), timestamp(now + lease)
+        free = (
+            "article = 'pending' AND (article_until IS NULL OR article_until <= ?)"
+            " AND feed IN (SELECT name FROM feeds WHERE active = 1)"
+        )
+        returning = f" RETURNING id, canonical, {ITEM_COLUMNS}"
+        with self._write() as tx:
+            rows = tx.rows(
+                "UPDATE items SET article_until = ? WHERE id IN (SELECT id FROM items"
+                f" WHERE {free} ORDER BY id LIMIT ?{self.lock_rows}){returning}",
+                [until, stamp, limit],
+            )
+            stories = sorted({row["canonical"] for row in rows if row["canonical"]})
+            for chunk in _chunks(stories):
+                rows += tx.rows(
+                    "UPDATE items SET article_until = ? WHERE id IN (SELECT id FROM items"
+                    f" WHERE {free} AND canonical IN ({_marks(chunk)}){self.lock_rows})"
+                    f"{returning}",
+                    [until, stamp, *chunk],
+                )
+        rows.sort(key=lambda row: row["id"])
+        return [
+            PendingArticle(row["id"], row["feed"], entry_of(row), row["canonical"] or "")
+            for row in rows
+        ]
+
+    def release_articles(self, item_ids: Sequence[int], until: datetime | None = None) -> None:
+        with self._write() as tx:
+            for chunk in _chunks(list(item_ids)):
+                tx.execute(
+                    f"UPDATE items SET article_until = ? WHERE id IN ({_marks(chunk)})"
+                    " AND article = 'pending'",
+                    [until and timestamp(until), *chunk],
+                )
+
+    def fetched_article(self, canonical: str) -> str | None:
+        if not canonical:
+            return None
+        with self._read() as tx:
+            row = tx.execute(
+                "SELECT content FROM items WHERE canonical = ? AND article = 'fetched'"
+                " ORDER BY id DESC LIMIT 1",
+                [canonical],
+            ).fetchone()
+        return None if row is None else str(row[0] or "")
+
+    def record_article(
+        self,
+        item_id: int,
+        feed: str,
+        entry: Entry,
+        matches: Iterable[Match],
+        now: datetime,
+        *,
+        fetched: bool,
+    ) -> int | None:
+        found = tuple(matches)
+        stamp = timestamp(now)
+        with self._write() as tx:
+            self._lock_stories(tx, _story_keys([(entry.link, found)]))
+            done = tx.execute(
+                "UPDATE items SET article = ?, article_until = NULL, content = ?, words = ?"
+                " WHERE id = ? AND article = 'pending' RETURNING id",
+                [
+                    "fetched" if fetched else "failed",
+                    entry.content,
+                    item_words(feed, entry),
+                    item_id,
+                ],
+            ).fetchone()
+            if done is None:
+                return None
+            return _record_matches(tx, item_id, feed, canonical_link(entry.link), found, stamp)
 
     def item_count(self, feed: str | None = None) -> int:
         sql = "SELECT count(*) FROM items" + (" WHERE feed = ?" if feed else "")
@@ -568,6 +643,10 @@ class SQLStore(Store):
         with self._write() as tx:
             tx.execute("UPDATE feeds SET lease_owner = NULL, lease_until = NULL")
             tx.execute("UPDATE notifier_leases SET owner = NULL, lease_until = NULL")
+            tx.execute(
+                "UPDATE items SET article_until = NULL WHERE article = 'pending'"
+                " AND article_until IS NOT NULL"
+            )
             return tx.execute(
                 "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
             ).rowcount
@@ -800,6 +879,32 @@ def _seen_elsewhere(tx: Tx, rule: str, canonical: str, feed: str) -> bool:
     return True
 
 
+def _story_keys(items: Iterable[tuple[str, Sequence[Match]]]) -> list[str]:
+    """The (rule, story) locks an ingest takes before looking for earlier alerts, sorted so
+    that two ingests take them in the same order."""
+    return sorted(
+        {
+            f"{match.rule} {canonical}"
+            for link, matches in items
+            for match in matches
+            if (canonical := canonical_link(link))
+        }
+    )
+
+
+def _record_matches(
+    tx: Tx, item_id: int, feed: str, canonical: str, matches: Sequence[Match], stamp: str
+) -> int:
+    """Record an item's matches and their deliveries, but for a story another feed's item
+    already alerted the rule of; return the deliveries created."""
+    created = 0
+    for match in matches:
+        if canonical and _seen_elsewhere(tx, match.rule, canonical, feed):
+            continue
+        created += _insert_match(tx, item_id, match, stamp)
+    return created
+
+
 def _insert_match(tx: Tx, item_id: int, match: Match, stamp: str) -> int:
     row = tx.execute(
         "INSERT INTO matches (item_id, rule, terms, hits, detected_at) VALUES (?, ?, ?, ?, ?)"
@@ -823,7 +928,9 @@ def _insert_match(tx: Tx, item_id: int, match: Match, stamp: str) -> int:
     return len(match.notify)
 
 
-def _item_row(feed: str, entry: Entry, stamp: str, canonical: str | None = None) -> list[Any]:
+def _item_row(
+    feed: str, entry: Entry, stamp: str, canonical: str | None = None, article: str | None = None
+) -> list[Any]:
     published = timestamp(entry.published) if entry.published else None
     if canonical is None:
         canonical = canonical_link(entry.link)
@@ -841,6 +948,7 @@ def _item_row(feed: str, entry: Entry, stamp: str, canonical: str | None = None)
         stamp,
         stamp,
         item_words(feed, entry),
+        article,
     ]
 
 

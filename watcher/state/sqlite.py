@@ -224,6 +224,17 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
     ),
     ("index_the_words_the_matcher_sees", _index_words),
     ("index_latin_spellings", _index_latin_spellings),
+    (
+        "add_pending_articles",
+        # Items of full_text feeds wait for their article before they are matched: the
+        # article's state, and the lease of the process fetching it; the pending ones are
+        # the queue.
+        """
+        ALTER TABLE items ADD COLUMN article TEXT;
+        ALTER TABLE items ADD COLUMN article_until TEXT;
+        CREATE INDEX idx_items_article_pending ON items (id) WHERE article = 'pending';
+        """,
+    ),
 ]
 """Ordered and named; each runs in its own transaction, recorded in ``_sqlite_migrations``
 (the table sqlite-utils kept them in, so databases made before keep their record)."""
