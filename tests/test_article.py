@@ -220,7 +220,7 @@ def test_chat_messages_quote_the_excerpt_with_the_words_marked_and_escaped():
     body = slack.message(alert)["blocks"][0]["text"]["text"]
     assert body.endswith("\n> *Peskov* said &lt;!channel&gt; @everyone [x](http://evil)")
     description = discord.message(alert)["embeds"][0]["description"]
-    assert "\n> **Peskov** said <!channel\\> @\u200beveryone \\[x\\]\\(http" in description
+    assert "\n> **Peskov** said \\<!channel\\> @\u200beveryone \\[x\\]\\(http" in description
 
 
 def test_no_excerpt_when_the_content_holds_no_matched_word_or_is_the_summary():
