@@ -25,7 +25,7 @@ def gone(pid: int) -> bool:
     """Whether a process is dead (a zombie not yet reaped counts)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped before, or while, it was read
         return True
 
 
