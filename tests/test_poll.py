@@ -164,6 +164,37 @@ def test_a_database_failure_fails_the_poll_and_loses_nothing(
     assert outcome.deliveries == 1 and deliveries == {"pending": 1}  # found again, alerted once
 
 
+def test_a_poll_whose_lease_was_lost_while_it_waited_sends_and_records_nothing(
+    make_config, feed_server, caplog
+):
+    """A poll that waited for its host's slot past its lease, while another process took
+    the feed, is dropped before its request: a process never polls on a lease it lost."""
+    caplog.set_level(logging.INFO)
+    feed_server.routes["/feed.xml"] = Route(rss(item("1", "Istanbul talks")))
+    config = make_config(
+        feeds=[{"url": feed_server.url("/feed.xml"), "name": "world"}],
+        rules=[{"name": "talks", "query": "Istanbul"}],
+    )
+    store = open_store(config.settings.database)
+    try:
+        rules = Rules(Matcher(config.compiled_rules()), config.settings)
+        asked: list[str] = []
+
+        def renew(name: str) -> bool:
+            asked.append(name)
+            return False
+
+        poller = Poller(store, new_session("t"), lambda: rules, renew=renew)
+        outcome = poller.poll(config.feeds[0], NOW)
+        assert (outcome.status, asked, feed_server.requests) == ("dropped", ["world"], [])
+        assert store.feed_state("world").last_success is None
+        assert "feed world: its lease ran out waiting for its host" in caplog.text
+        poller.renew = lambda name: True
+        assert poller.poll(config.feeds[0], NOW).status == "new"
+    finally:
+        store.close()
+
+
 def test_a_failure_that_may_pass_by_itself_is_a_warning(poll, feed_server, caplog):
     feed_server.routes["/feed.xml"] = Route(b"", status=503, headers={"Retry-After": "600"})
     outcome, _ = poll()

@@ -304,6 +304,15 @@ def test_an_expired_lease_is_taken_over_a_live_one_never(store):
     assert store.claim_feeds("alive", NOW + LEASE, 10, LEASE) == ["a"]
 
 
+def test_a_lease_is_renewed_only_by_the_process_that_still_holds_it(store):
+    store.sync_feeds(scheduled("a"), NOW)
+    assert store.claim_feeds("slow", NOW, 10, LEASE) == ["a"]
+    assert store.renew_feed("slow", "a", NOW + 2 * LEASE)  # kept: no other claim before
+    assert store.claim_feeds("other", NOW + LEASE, 10, LEASE) == []
+    assert store.claim_feeds("other", NOW + 2 * LEASE, 10, LEASE) == ["a"]
+    assert not store.renew_feed("slow", "a", NOW + 3 * LEASE)  # lost: "other" polls it
+
+
 def test_feeds_no_longer_configured_are_not_claimed_and_keep_their_items(store):
     store.sync_feeds(scheduled("a", "b"), NOW)
     ingest(store, "b", [NewItem(Entry("k"))])

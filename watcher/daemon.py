@@ -188,6 +188,10 @@ class Daemon:
             stopping=self.stopping,
         )
         self.pipeline.fulltext.on_outcome = self._on_article
+        lease = feed_lease(config)
+        self.pipeline.poller.renew = lambda name: self.pipeline.store.renew_feed(
+            self.process.id, name, now() + lease
+        )
         self.delivery_trouble = Trouble("delivery")
         self._reload_requested = threading.Event()
         self._signal: int | None = None

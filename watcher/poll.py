@@ -31,7 +31,8 @@ class PollOutcome:
     feed: str
     status: str
     """``new`` (a 200 was processed), ``not_modified`` (a 304, or the same body again),
-    ``failed``, ``waiting`` (backing off after failures) or ``gone`` (410: not polled)."""
+    ``failed``, ``waiting`` (backing off after failures), ``gone`` (410: not polled) or
+    ``dropped`` (its lease was lost before the request: another process polls it)."""
     new_items: tuple[NewItem, ...] = ()
     baseline: bool = False
     new: int = 0
@@ -60,6 +61,10 @@ class PollOutcome:
 MAX_BACKOFF = timedelta(hours=24)
 PER_HOST = 2
 """Requests at once to one host, whatever ``concurrency`` allows."""
+
+
+class LeaseLost(Exception):
+    """The process no longer holds the lease of the feed it was about to poll."""
 
 
 def host_of(url: str) -> str:
@@ -93,6 +98,11 @@ class Poller:
     parse: Callable[[str, bytes, Mapping[str, str], str], ParsedFeed] = parse_feed
     """How bodies are parsed: in the polling thread, or in a ``ParserPool``."""
     reported: set[tuple[str, str]] = field(default_factory=set)
+    renew: Callable[[str], bool] | None = None
+    """Called with a feed's name once the poll has its host's slot, right before the
+    request: whether this process still holds the feed's lease, now extended (a daemon's
+    claim; None in ``watcher once``). A poll that waited for the slot past its lease, while
+    another process took the feed, is dropped: a process never polls on a lease it lost."""
     """(feed, kind) of the problems already reported, so each is logged once."""
     _hosts: dict[str, threading.BoundedSemaphore] = field(default_factory=dict)
     _hosts_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -128,6 +138,11 @@ class Poller:
             return PollOutcome(feed.name, "waiting", error=state.last_error)
         try:
             return self._process(feed, state, now, rules, dry_run=dry_run)
+        except LeaseLost:
+            log.info(
+                "feed %s: its lease ran out waiting for its host: another process has it", feed.name
+            )
+            return PollOutcome(feed.name, "dropped")
         except FetchError as exc:
             return self._failed(feed, exc, now, rules, dry_run=dry_run, previous=state.failures)
         except StateError:
@@ -190,6 +205,8 @@ class Poller:
 
     def _fetch(self, feed: FeedConfig, state: FeedState, settings: Settings) -> FetchResult:
         with self.host_slot(feed.url):
+            if self.renew is not None and not self.renew(feed.name):
+                raise LeaseLost(feed.name)
             result = fetch(
                 self.session,
                 feed.name,

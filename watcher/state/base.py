@@ -188,6 +188,11 @@ class Schedule(ABC):
         polled, the end of its lease if that is later."""
 
     @abstractmethod
+    def renew_feed(self, owner: str, name: str, until: datetime) -> bool:
+        """Extend the owner's lease on a feed to ``until``; False when the owner holds it no
+        longer (it ran out, and another process claimed the feed)."""
+
+    @abstractmethod
     def release_feeds(
         self, owner: str, names: Sequence[str] = (), *, until: datetime | None = None
     ) -> None:

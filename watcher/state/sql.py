@@ -185,6 +185,15 @@ class SQLStore(Store):
             ).fetchone()
         return from_timestamp(row[0]) if row else None
 
+    def renew_feed(self, owner: str, name: str, until: datetime) -> bool:
+        with self._write() as tx:
+            row = tx.execute(
+                "UPDATE feeds SET lease_until = ? WHERE name = ? AND lease_owner = ?"
+                " RETURNING name",
+                [timestamp(until), name, owner],
+            ).fetchone()
+        return row is not None
+
     def release_feeds(
         self, owner: str, names: Sequence[str] = (), *, until: datetime | None = None
     ) -> None:
