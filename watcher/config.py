@@ -179,6 +179,8 @@ class Settings(_Model):
     max_item_age: Duration = timedelta(days=7)  # older new items are stored, not alerted
     retention: Duration = timedelta(days=90)  # items gone from their feed this long are pruned
     listen: str | None = "127.0.0.1:9187"  # /healthz and /metrics; null disables
+    stories: Duration | None = timedelta(hours=24)  # reports of one story within this window
+    # alert a rule once; null: every report alerts
     log_format: Literal["text", "json"] = "text"
     retry: RetrySettings = RetrySettings()
 
@@ -222,6 +224,12 @@ class RuleConfig(_Model):
     none: tuple[str, ...] = ()
     feeds: tuple[str, ...] | None = None  # feed names and "tag:x"; None for every feed
     notify: tuple[str, ...] = ()
+    stories: Duration | None = None  # absent: settings.stories; null: every report alerts
+
+    def story_window(self, default: timedelta | None) -> timedelta | None:
+        """The rule's story window: its own ``stories`` when the file gives one (null
+        included), else the settings'."""
+        return self.stories if "stories" in self.model_fields_set else default
 
 
 class _NotifierOptions(_Model):
@@ -334,8 +342,10 @@ class Config(_Model):
     def compiled_rules(self) -> tuple[Rule, ...]:
         """The rules as matchable objects; the config was validated, so every query parses."""
         disabled = set(self.disabled_notifiers())
+        window = self.settings.stories
         return tuple(
-            _compile_rule(rule, disabled, self._queries.get(rule.name)) for rule in self.rules
+            _compile_rule(rule, disabled, self._queries.get(rule.name), window)
+            for rule in self.rules
         )
 
     def disabled_notifiers(self) -> list[str]:
@@ -354,12 +364,16 @@ class Config(_Model):
 
 
 def _compile_rule(
-    rule: RuleConfig, disabled: Collection[str] = (), node: Node | None = None
+    rule: RuleConfig,
+    disabled: Collection[str] = (),
+    node: Node | None = None,
+    stories: timedelta | None = None,
 ) -> Rule:
     if node is None:
         node = _rule_query(rule)
     notify = tuple(name for name in rule.notify if name not in disabled)
-    return Rule(rule.name, node, frozenset(rule.feeds) if rule.feeds else None, notify)
+    feeds = frozenset(rule.feeds) if rule.feeds else None
+    return Rule(rule.name, node, feeds, notify, rule.story_window(stories))
 
 
 def _rule_query(rule: RuleConfig) -> Node:

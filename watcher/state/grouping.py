@@ -1,0 +1,175 @@
+"""Recording matches in stories, inside the ingest's transaction (the SQL of
+``watcher.stories``).
+
+Every match belongs to a story of its rule: the first report opens it and alerts, a later
+report of the same story within the rule's window joins it and sends nothing. The caller
+holds a lock scoped to the rule (PostgreSQL: an advisory lock; SQLite writes one at a time),
+so two processes ingesting two reports of one story decide one after the other, and every
+table written here for a rule (its stories, their keys, its word counts) is written by one
+transaction at a time.
+
+- ``stories``: the rule, first and last seen, the number of reports.
+- ``story_keys``: (rule, word, opened, story) for every informative word of a story's
+  reports: the index a report's open stories are looked up by, rare words first, never a
+  scan of the rule's stories.
+- ``story_words``: per rule, word and day, how many stories opened that day hold the word
+  (the word ``''``: how many stories opened): the IDF of ``watcher.stories.Weights``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from watcher import stories
+from watcher.state.base import from_timestamp, timestamp
+
+if TYPE_CHECKING:
+    from watcher.state.sql import Tx
+
+COUNTED = timedelta(days=7)
+"""The period whose stories give a word its weight: recent, and long enough to count."""
+CANDIDATES = 20
+"""Open stories of the rule a report is compared with at most: those sharing most keys."""
+KEY_SHARE = 50
+"""A word in more than one in this many of the rule's recent stories (and in more than
+``KEY_FLOOR``) is not looked up: it would bring back a share of all the stories, and a
+report can only join a story through a rarer word it shares."""
+KEY_FLOOR = 4
+TOTAL = ""
+"""The word of ``story_words`` that counts the stories themselves."""
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """Where a match went: its story, and whether it opened it (and so alerts)."""
+
+    story: int
+    opened: bool
+    reason: str = ""
+
+
+def weights(tx: Tx, rule: str, words: Collection[str], now: datetime) -> stories.Weights:
+    """How many of the rule's recent stories hold each of ``words``."""
+    since = _day(now - COUNTED)
+    wanted = sorted({*words, TOTAL})
+    rows = tx.execute(
+        "SELECT word, sum(stories) FROM story_words WHERE rule = ? AND day >= ?"
+        f" AND word IN ({','.join('?' * len(wanted))}) GROUP BY word",
+        [rule, since, *wanted],
+    ).fetchall()
+    counts = {word: int(count) for word, count in rows}
+    return stories.Weights(counts.pop(TOTAL, 0), counts)
+
+
+def find(
+    tx: Tx,
+    rule: str,
+    report: stories.Report,
+    ignore: Collection[str],
+    now: datetime,
+    window: timedelta,
+) -> tuple[stories.Weights, Grouped | None]:
+    """The open story of the rule (opened within ``window``) that the report tells again,
+    if one is; and the weights it was decided with."""
+    weighed = weights(tx, rule, report.words, now)
+    keys = stories.keys(report, weighed, ignore, max(KEY_FLOOR, weighed.stories // KEY_SHARE))
+    if not keys:
+        return weighed, None
+    opened_since = timestamp(now - window)
+    ids = [
+        int(row[0])
+        for row in tx.execute(
+            "SELECT story_id FROM story_keys WHERE rule = ? AND opened >= ?"
+            f" AND word IN ({','.join('?' * len(keys))}) GROUP BY story_id"
+            " ORDER BY count(*) DESC, story_id LIMIT ?",
+            [rule, opened_since, *keys, CANDIDATES],
+        ).fetchall()
+    ]
+    if not ids:
+        return weighed, None
+    reports: dict[int, list[tuple[stories.Report, datetime]]] = {}
+    for story, text, detected in tx.execute(
+        "SELECT story_id, report, detected_at FROM matches"
+        f" WHERE story_id IN ({','.join('?' * len(ids))}) ORDER BY id",
+        ids,
+    ).fetchall():
+        seen = from_timestamp(detected) or now
+        reports.setdefault(int(story), []).append((stories.Report.decode(text), seen))
+    candidates = [stories.Candidate(story, tuple(reports.get(story, ()))) for story in ids]
+    chosen = stories.choose(report, candidates, weighed, ignore, now, window)
+    if chosen is None:
+        return weighed, None
+    story, verdict = chosen
+    return weighed, Grouped(story, opened=False, reason=verdict.explain())
+
+
+def open_story(tx: Tx, rule: str, now: datetime) -> int:
+    stamp = timestamp(now)
+    row = tx.execute(
+        "INSERT INTO stories (rule, first_seen, last_seen, reports) VALUES (?, ?, ?, 0)"
+        " RETURNING id",
+        [rule, stamp, stamp],
+    ).fetchone()
+    return int(row[0])
+
+
+def add_report(
+    tx: Tx,
+    story: int,
+    rule: str,
+    report: stories.Report,
+    now: datetime,
+    *,
+    indexed: bool,
+) -> None:
+    """Count a report in its story; with ``indexed`` (the rule groups reports), index the
+    words the story did not hold yet and count them in the rule's word counts."""
+    row = tx.execute(
+        "UPDATE stories SET reports = reports + 1, last_seen = ? WHERE id = ?"
+        " RETURNING first_seen, reports",
+        [timestamp(now), story],
+    ).fetchone()
+    if not indexed or row is None:
+        return
+    first_seen, count = row
+    held: set[str] = set()
+    if count > 1:
+        held = {
+            word
+            for (word,) in tx.execute(
+                "SELECT word FROM story_keys WHERE story_id = ?", [story]
+            ).fetchall()
+        }
+    new = sorted({word for word in report.words if word not in stories.COMMON} - held)
+    tx.executemany(
+        "INSERT INTO story_keys (rule, word, opened, story_id) VALUES (?, ?, ?, ?)",
+        [(rule, word, first_seen, story) for word in new],
+    )
+    day = (from_timestamp(first_seen) or now).strftime("%Y-%m-%d")
+    tx.executemany(
+        "INSERT INTO story_words (rule, word, day, stories) VALUES (?, ?, ?, 1)"
+        " ON CONFLICT (rule, word, day) DO UPDATE SET stories = story_words.stories + 1",
+        [(rule, word, day) for word in ([TOTAL] if count == 1 else []) + new],
+    )
+
+
+def _day(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d")
+
+
+def prune(tx: Tx, before: datetime) -> None:
+    """Forget stories none of whose reports is left, and the keys and word counts of the
+    stories opened before a time (older than any window)."""
+    tx.execute("DELETE FROM story_keys WHERE opened < ?", [timestamp(before)])
+    tx.execute("DELETE FROM story_words WHERE day < ?", [_day(before)])
+    tx.execute(
+        "DELETE FROM story_keys WHERE story_id IN (SELECT s.id FROM stories s WHERE NOT EXISTS"
+        " (SELECT 1 FROM matches m WHERE m.story_id = s.id))"
+    )
+    tx.execute(
+        "DELETE FROM stories WHERE NOT EXISTS (SELECT 1 FROM matches m WHERE m.story_id"
+        " = stories.id)"
+    )
