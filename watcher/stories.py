@@ -28,7 +28,16 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from watcher.story_words import ALIASES, GENERIC, NAMES, NUMBERS, PHRASES, STOP, SYNONYMS
+from watcher.story_words import (
+    ALIASES,
+    GENERIC,
+    HEADS,
+    NAMES,
+    NUMBERS,
+    PHRASES,
+    STOP,
+    SYNONYMS,
+)
 from watcher.text import fold, plain
 
 LEAD = 400
@@ -53,6 +62,8 @@ NUMBER_BOOST = 1.5
 PLACE_BOOST = 1.0
 TITLE_BOOST = 1.5
 GENERIC_WEIGHT = 0.2
+ACRONYM = 6
+"""Letters of an acronym at most (NATO, UNESCO): a longer word in capitals is shouted."""
 KEYS = 8
 """Words of a report a story is looked up by: its heaviest ones."""
 
@@ -142,7 +153,8 @@ def _words(text: str, *, headline: bool = False) -> list[tuple[str, str]]:
     text = _ABBREVIATIONS.sub(lambda m: "".join(g for g in m.groups() if g), text)
     text = _THOUSANDS.sub("", text)
     tokens = list(_TOKEN.finditer(text))
-    titled = headline and _title_case(tokens)
+    shouted = text.isupper()
+    titled = shouted or (headline and _title_case(tokens))
     found: list[tuple[str, str, int]] = []
     """(word, kind, index of its token)."""
     capitals: set[int] = set()
@@ -161,7 +173,7 @@ def _words(text: str, *, headline: bool = False) -> list[tuple[str, str]]:
                 found.append((PHRASES[pair], kind, index + 1))
                 skip = True
                 continue
-        acronym = raw.isupper() and len(raw) > 1
+        acronym = not shouted and raw.isupper() and 1 < len(raw) <= ACRONYM
         if word in STOP and not acronym:
             continue
         if word == "us" and raw == "US":
@@ -195,15 +207,33 @@ def _inside_name(
     tokens: Sequence[re.Match[str]],
     text: str,
 ) -> bool:
-    """Whether a word is followed, with only a space between, by another capitalised word
-    of a name (a first name, a title before a name)."""
-    index = found[place][2]
-    if index not in capitals or place + 1 >= len(found):
+    """Whether a word is part of a longer name and not the part kept: a first name or a
+    title before a name (Volodymyr in President Volodymyr Zelensky), or a head noun after
+    one (Office in Foreign Office, Sea in Baltic Sea)."""
+    word, kind, index = found[place]
+    if index not in capitals:
         return False
-    _, kind, following = found[place + 1]
-    if following != index + 1 or following not in capitals or kind != "e":
+    if word in _HEADS:
+        return place > 0 and _joined(found[place - 1], found[place], capitals, tokens, text)
+    if place + 1 >= len(found):
         return False
-    return text[tokens[index].end() : tokens[following].start()].isspace()
+    following = found[place + 1]
+    return following[1] == "e" and following[0] not in _HEADS and _joined(
+        found[place], following, capitals, tokens, text
+    )
+
+
+def _joined(
+    first: tuple[str, str, int],
+    second: tuple[str, str, int],
+    capitals: set[int],
+    tokens: Sequence[re.Match[str]],
+    text: str,
+) -> bool:
+    """Whether two capitalised words follow each other with only a space between."""
+    if second[2] != first[2] + 1 or first[2] not in capitals or second[2] not in capitals:
+        return False
+    return text[tokens[first[2]].end() : tokens[second[2]].start()].isspace()
 
 
 def _title_case(tokens: Sequence[re.Match[str]]) -> bool:
@@ -239,6 +269,7 @@ def _stem(word: str) -> str:
 
 COMMON = GENERIC | frozenset(canonical(word) for word in GENERIC)
 """The words of ``story_words.GENERIC`` as reports hold them (stemmed) and as written."""
+_HEADS = HEADS | frozenset(canonical(word) for word in HEADS)
 
 
 BOOSTS = {"e": NAME_BOOST, "n": NUMBER_BOOST, "p": PLACE_BOOST}
@@ -295,8 +326,8 @@ class Verdict:
     """The words both hold, heaviest first, with their weights."""
     anchors: int
     apart: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
-    """Names each report gives that the other never mentions, when they share none: two
-    actors, two stories (Zelensky accepts, the Kremlin answers)."""
+    """Names in the headline of the new report, or of the other, that the other report
+    never mentions (``_apart``)."""
 
     @property
     def same(self) -> bool:
@@ -312,7 +343,8 @@ class Verdict:
         outcome = "same story" if self.same else "another story"
         told = f"{outcome}: score {self.score:.2f} (needs {self.threshold:.2f}), shared {words}"
         if self.apart[0] or self.apart[1]:
-            told += f"; names apart: {', '.join(self.apart[0])} / {', '.join(self.apart[1])}"
+            named = ", ".join(self.apart[0] or self.apart[1])
+            told += f"; a headline names {named}, the other report does not"
         return told
 
 
@@ -353,19 +385,16 @@ def _names(report: Report, ignore: Collection[str]) -> set[str]:
 def _apart(
     new: Report, old: Report, ignore: Collection[str]
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """What sets two reports apart by the people and things they name: the names of a
-    headline that the other report never mentions (a Kremlin answer to a Kyiv plan), or
-    names on both sides with none in common. Empty when nothing does."""
-    mine, theirs = _names(new, ignore), _names(old, ignore)
-    headline = {word for word in mine if new.words[word].endswith("t")}
-    if headline and not headline & old.words.keys():
-        return tuple(sorted(headline)), tuple(sorted(theirs & old.words.keys()))
-    headline = {word for word in theirs if old.words[word].endswith("t")}
-    if headline and not headline & new.words.keys():
-        return tuple(sorted(mine)), tuple(sorted(headline))
-    if not mine or not theirs or mine & old.words.keys() or theirs & new.words.keys():
-        return ((), ())
-    return tuple(sorted(mine)), tuple(sorted(theirs))
+    """The names in one report's headline that the other report never mentions: two
+    actors, two stories (Zelensky accepts a plan, Peskov answers it). Places do not count
+    (they are the setting, not the actor), nor do names in a lead only (a lead names many
+    in passing). Empty when nothing sets them apart."""
+    for first, second, flip in ((new, old, False), (old, new, True)):
+        headline = {word for word in _names(first, ignore) if first.words[word].endswith("t")}
+        if headline and not headline & second.words.keys():
+            named = tuple(sorted(headline))
+            return ((), named) if flip else (named, ())
+    return ((), ())
 
 
 def _kind(first: str, second: str) -> str:

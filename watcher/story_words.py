@@ -165,6 +165,17 @@ STOP: frozenset[str] = frozenset(
     """.split()
 )
 
+HEADS: frozenset[str] = frozenset(
+    """
+    sea seas ocean river lake gulf bay strait island islands peninsula mountains region oblast
+    province district city square street avenue office ministry department agency service
+    services council committee commission court assembly parliament party union group bank
+    fund forces force army navy guard brigade corps company corporation
+    """.split()
+)
+"""Head nouns of names (the Baltic Sea, the Foreign Office): of such a name, the word before
+is kept, the head is not."""
+
 GENERIC: frozenset[str] = frozenset(
     """
     say says said saying told tell telling tells ask asked asks reporter reporters journalist
@@ -181,7 +192,7 @@ GENERIC: frozenset[str] = frozenset(
     gave go goes went get gets got come comes came see sees saw seen want wants wanted need
     needs needed plan plans planned move moves moved step steps way part set sets put
     including include includes well big major key live update updates breaking
-    analysis opinion explained explainer watch video photos
+    analysis opinion explained explainer watch video photos exclusive urgent flash
     """.split()
 )
 """Words of any story; weighed at ``GENERIC_WEIGHT``."""
