@@ -20,6 +20,7 @@ from watcher.state import NewItem, Store
 DATA = Path(__file__).parent / "data"
 TUNING = DATA / "stories.yaml"
 HELD_OUT = DATA / "stories-heldout.yaml"
+HELD_OUT_2 = DATA / "stories-heldout2.yaml"
 WINDOW = timedelta(hours=24)
 
 

@@ -107,13 +107,13 @@ def report_of(title: str, summary: str) -> Report:
     """The report an item makes: the words of its title and of the start of its summary
     (HTML allowed in both)."""
     words: dict[str, str] = {}
-    for field, text in (("t", plain(title, LEAD)), ("", plain(summary, LEAD))):
-        for word, kind in _words(text, headline=field == "t"):
+    for place, text in (("t", plain(title, LEAD)), ("", plain(summary, LEAD))):
+        for word, kind in _words(text, headline=place == "t"):
             known = words.get(word)
             if known is None:
                 if len(words) >= MAX_WORDS:
                     continue
-                words[word] = kind + field
+                words[word] = kind + place
             elif known[0] == "w" and kind != "w":
                 words[word] = kind + known[1:]
     return Report(words)
@@ -165,9 +165,10 @@ def _words(text: str, *, headline: bool = False) -> list[tuple[str, str]]:
             skip = False
             continue
         raw = token.group()
-        word = fold(raw)
+        word = raw.lower() if raw.isascii() else fold(raw)
         if index + 1 < len(tokens):
-            pair = (word, fold(tokens[index + 1].group()))
+            following = tokens[index + 1].group()
+            pair = (word, following.lower() if following.isascii() else fold(following))
             if pair in PHRASES:
                 kind = "p" if PHRASES[pair] in ENTITIES else "w"
                 found.append((PHRASES[pair], kind, index + 1))
@@ -210,7 +211,7 @@ def _inside_name(
     """Whether a word is part of a longer name and not the part kept: a first name or a
     title before a name (Volodymyr in President Volodymyr Zelensky), or a head noun after
     one (Office in Foreign Office, Sea in Baltic Sea)."""
-    word, kind, index = found[place]
+    word, _, index = found[place]
     if index not in capitals:
         return False
     if word in _HEADS:
@@ -218,8 +219,10 @@ def _inside_name(
     if place + 1 >= len(found):
         return False
     following = found[place + 1]
-    return following[1] == "e" and following[0] not in _HEADS and _joined(
-        found[place], following, capitals, tokens, text
+    return (
+        following[1] == "e"
+        and following[0] not in _HEADS
+        and _joined(found[place], following, capitals, tokens, text)
     )
 
 
@@ -272,7 +275,15 @@ COMMON = GENERIC | frozenset(canonical(word) for word in GENERIC)
 _HEADS = HEADS | frozenset(canonical(word) for word in HEADS)
 
 
-BOOSTS = {"e": NAME_BOOST, "n": NUMBER_BOOST, "p": PLACE_BOOST}
+BOOSTS = {"e": NAME_BOOST, "n": NUMBER_BOOST, "p": PLACE_BOOST, "w": 1.0}
+_FACTORS = {
+    kind + title: boost * (TITLE_BOOST if title else 1.0)
+    for kind, boost in BOOSTS.items()
+    for title in ("", "t")
+}
+_COMMON_FACTORS = {
+    kind: GENERIC_WEIGHT * (TITLE_BOOST if kind.endswith("t") else 1.0) for kind in _FACTORS
+}
 
 
 @dataclass(frozen=True)
@@ -282,19 +293,31 @@ class Weights:
     stories: int
     """The rule's stories opened in the period counted."""
     holding: Mapping[str, int]
-    """Of those, how many hold each word."""
+    """Of those, how many hold each word (the words of the report being decided; any
+    other word counts as held by none: as rare as can be). Words of ``COMMON`` are not
+    counted: they weigh ``GENERIC_WEIGHT`` of a rare word."""
 
     def idf(self, word: str) -> float:
         return math.log((self.stories + PRIOR) / (self.holding.get(word, 0) + 1.0))
 
     def weight(self, word: str, kind: str) -> float:
         """A word's weight in a report: its IDF, times its boosts (``kind`` is a report's:
-        ``e``, ``n`` or ``w``, and ``t`` when the title holds it)."""
-        title = TITLE_BOOST if kind.endswith("t") else 1.0
-        if word in COMMON:
-            return GENERIC_WEIGHT * title * self.idf(word)
-        boost = BOOSTS.get(kind[0], 1.0)
-        return boost * title * self.idf(word)
+        ``e``, ``n``, ``p`` or ``w``, and ``t`` when the title holds it)."""
+        factors = _COMMON_FACTORS if word in COMMON else _FACTORS
+        return factors[kind] * self.idf(word)
+
+    def of(self, report: Report, ignore: Collection[str]) -> dict[str, float]:
+        """The weight of each word of a report, but those of ``ignore``."""
+        holding, rarest = self.holding, math.log(self.stories + PRIOR)
+        found = {}
+        for word, kind in report.words.items():
+            if word in ignore:
+                continue
+            factors = _COMMON_FACTORS if word in COMMON else _FACTORS
+            count = holding.get(word)
+            idf = rarest if count is None else math.log((self.stories + PRIOR) / (count + 1.0))
+            found[word] = factors.get(kind, 1.0) * idf
+        return found
 
     def anchor(self, word: str, kind: str) -> bool:
         """Whether a shared word can bind two reports: a name, a number or a rare word,
@@ -358,19 +381,37 @@ def compare(
 ) -> Verdict:
     """The weighted Dice coefficient of two reports' words, those of the match left out,
     and the names that set them apart."""
-    mine = {w: weights.weight(w, k) for w, k in new.words.items() if w not in ignore}
-    theirs = {w: weights.weight(w, k) for w, k in old.words.items() if w not in ignore}
+    return _compare(new, weights.of(new, ignore), old, weights, ignore, gap, window)
+
+
+def _compare(
+    new: Report,
+    mine: Mapping[str, float],
+    old: Report,
+    weights: Weights,
+    ignore: Collection[str],
+    gap: timedelta,
+    window: timedelta,
+    *,
+    explain: bool = True,
+) -> Verdict:
+    """``compare``, the new report's weights given; without ``explain``, a verdict that
+    fails the score is returned without the rest (the shared words, the names)."""
+    theirs = weights.of(old, ignore)
     total = sum(mine.values()) + sum(theirs.values())
-    both = sorted(
-        ((word, mine[word] + theirs[word]) for word in mine.keys() & theirs.keys()),
-        key=lambda pair: (-pair[1], pair[0]),
-    )
-    score = sum(weight for _, weight in both) / total if total else 0.0
-    anchors = sum(
-        1 for word, _ in both if weights.anchor(word, _kind(new.words[word], old.words[word]))
-    )
+    shared = mine.keys() & theirs.keys()
+    score = sum(mine[word] + theirs[word] for word in shared) / total if total else 0.0
     late = max(gap, timedelta(0)) / window if window else 0.0
     threshold = THRESHOLD * (1 + LATE_PENALTY * min(late, 1.0))
+    if not explain and score < threshold:
+        return Verdict(score, threshold, (), 0)
+    both = sorted(
+        ((word, mine[word] + theirs[word]) for word in shared),
+        key=lambda pair: (-pair[1], pair[0]),
+    )
+    anchors = sum(
+        1 for word in shared if weights.anchor(word, _kind(new.words[word], old.words[word]))
+    )
     return Verdict(score, threshold, tuple(both), anchors, _apart(new, old, ignore))
 
 
@@ -423,9 +464,14 @@ def choose(
     one of their reports), the one it scores highest with, the oldest on a tie; None when
     it is the same story as none."""
     best: tuple[float, int, Verdict] | None = None
+    mine = weights.of(report, ignore)
     for candidate in candidates:
         for other, seen in candidate.reports:
-            verdict = compare(report, other, weights, ignore, now - seen, window)
+            if len(mine.keys() & other.words.keys()) < 2:
+                continue  # fewer than two shared words: never the same story
+            verdict = _compare(
+                report, mine, other, weights, ignore, now - seen, window, explain=False
+            )
             if not verdict.same:
                 continue
             rank = (-verdict.score, candidate.story)

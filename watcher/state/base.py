@@ -21,7 +21,7 @@ def timestamp(moment: datetime) -> str:
 def from_timestamp(text: str | None) -> datetime | None:
     if not text:
         return None
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    return datetime.fromisoformat(text)
 
 
 SearchWord = tuple[str, bool]

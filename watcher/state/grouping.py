@@ -31,12 +31,13 @@ if TYPE_CHECKING:
 
 COUNTED = timedelta(days=7)
 """The period whose stories give a word its weight: recent, and long enough to count."""
-CANDIDATES = 20
+CANDIDATES = 10
 """Open stories of the rule a report is compared with at most: those sharing most keys."""
-KEY_SHARE = 50
+KEY_SHARE = 500
 """A word in more than one in this many of the rule's recent stories (and in more than
-``KEY_FLOOR``) is not looked up: it would bring back a share of all the stories, and a
-report can only join a story through a rarer word it shares."""
+``KEY_FLOOR``) is not looked up: it would bring back a share of all the stories (each
+looked-up word reads at most this share), and a report joins a story through rarer words
+it shares."""
 KEY_FLOOR = 4
 TOTAL = ""
 """The word of ``story_words`` that counts the stories themselves."""
@@ -49,6 +50,8 @@ class Grouped:
     story: int
     opened: bool
     reason: str = ""
+    held: frozenset[str] = frozenset()
+    """The words the story's reports hold (those not of any story)."""
 
 
 def weights(tx: Tx, rule: str, words: Collection[str], now: datetime) -> stories.Weights:
@@ -74,8 +77,8 @@ def find(
 ) -> tuple[stories.Weights, Grouped | None]:
     """The open story of the rule (opened within ``window``) that the report tells again,
     if one is; and the weights it was decided with."""
-    weighed = weights(tx, rule, report.words, now)
-    keys = stories.keys(report, weighed, ignore, max(KEY_FLOOR, weighed.stories // KEY_SHARE))
+    weighed = weights(tx, rule, report.words.keys() - set(ignore) - stories.COMMON, now)
+    keys = stories.keys(report, weighed, ignore, most_held(weighed))
     if not keys:
         return weighed, None
     opened_since = timestamp(now - window)
@@ -103,17 +106,47 @@ def find(
     if chosen is None:
         return weighed, None
     story, verdict = chosen
-    return weighed, Grouped(story, opened=False, reason=verdict.explain())
+    held = (
+        frozenset(word for report, _ in reports.get(story, ()) for word in report.words)
+        - stories.COMMON
+    )
+    return weighed, Grouped(story, opened=False, reason=verdict.explain(), held=held)
+
+
+def most_held(weighed: stories.Weights) -> int:
+    """The most stories a word may be in to be looked up (``KEY_SHARE``)."""
+    return max(KEY_FLOOR, weighed.stories // KEY_SHARE)
 
 
 def open_story(tx: Tx, rule: str, now: datetime) -> int:
+    """A new story of the rule, of one report (its match is recorded next)."""
     stamp = timestamp(now)
     row = tx.execute(
-        "INSERT INTO stories (rule, first_seen, last_seen, reports) VALUES (?, ?, ?, 0)"
+        "INSERT INTO stories (rule, first_seen, last_seen, reports) VALUES (?, ?, ?, 1)"
         " RETURNING id",
         [rule, stamp, stamp],
     ).fetchone()
     return int(row[0])
+
+
+def index_story(
+    tx: Tx,
+    story: int,
+    rule: str,
+    report: stories.Report,
+    now: datetime,
+    weighed: stories.Weights | None = None,
+) -> None:
+    """Index a story just opened by its report's words, and count it in the rule's
+    stories and word counts (for a rule that groups reports). A word in too many of the
+    rule's stories to be looked up (by ``weighed``, the counts it was decided with) is
+    counted, not indexed: fewer pages written for nothing."""
+    words = sorted(_indexable(report))
+    keys = words
+    if weighed is not None:
+        most = most_held(weighed)
+        keys = [word for word in words if weighed.holding.get(word, 0) <= most]
+    _index(tx, story, rule, timestamp(now), words, keys, opened=True)
 
 
 def add_report(
@@ -124,35 +157,53 @@ def add_report(
     now: datetime,
     *,
     indexed: bool,
+    held: Collection[str] | None = None,
 ) -> None:
-    """Count a report in its story; with ``indexed`` (the rule groups reports), index the
-    words the story did not hold yet and count them in the rule's word counts."""
+    """Count a later report in its story; with ``indexed`` (the rule groups reports),
+    index the words the story did not hold yet (``held``: the words its reports hold,
+    when the caller has them) and count them in the rule's word counts."""
     row = tx.execute(
-        "UPDATE stories SET reports = reports + 1, last_seen = ? WHERE id = ?"
-        " RETURNING first_seen, reports",
+        "UPDATE stories SET reports = reports + 1, last_seen = ? WHERE id = ? RETURNING first_seen",
         [timestamp(now), story],
     ).fetchone()
     if not indexed or row is None:
         return
-    first_seen, count = row
-    held: set[str] = set()
-    if count > 1:
-        held = {
+    if held is None:
+        held = [
             word
             for (word,) in tx.execute(
                 "SELECT word FROM story_keys WHERE story_id = ?", [story]
             ).fetchall()
-        }
-    new = sorted({word for word in report.words if word not in stories.COMMON} - held)
+        ]
+    words = sorted(_indexable(report) - set(held))
+    _index(tx, story, rule, row[0], words, words, opened=False)
+
+
+def _indexable(report: stories.Report) -> set[str]:
+    """The words a story is looked up by and counted under: all but those of any story."""
+    return {word for word in report.words if word not in stories.COMMON}
+
+
+def _index(
+    tx: Tx,
+    story: int,
+    rule: str,
+    first_seen: str,
+    words: list[str],
+    keys: list[str],
+    *,
+    opened: bool,
+) -> None:
+    """Look the story up by ``keys`` from now on, and count ``words`` as its words."""
     tx.executemany(
         "INSERT INTO story_keys (rule, word, opened, story_id) VALUES (?, ?, ?, ?)",
-        [(rule, word, first_seen, story) for word in new],
+        [(rule, word, first_seen, story) for word in keys],
     )
-    day = (from_timestamp(first_seen) or now).strftime("%Y-%m-%d")
+    day = first_seen[:10]
     tx.executemany(
         "INSERT INTO story_words (rule, word, day, stories) VALUES (?, ?, ?, 1)"
         " ON CONFLICT (rule, word, day) DO UPDATE SET stories = story_words.stories + 1",
-        [(rule, word, day) for word in ([TOTAL] if count == 1 else []) + new],
+        [(rule, word, day) for word in ([TOTAL] if opened else []) + words],
     )
 
 

@@ -180,7 +180,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[psycopg.Connection[Any]], None]]] = 
             opened text NOT NULL,
             story_id bigint NOT NULL
         );
-        CREATE INDEX story_keys_lookup ON story_keys (rule, word, opened);
+        CREATE INDEX story_keys_lookup ON story_keys (rule, word, opened) INCLUDE (story_id);
         CREATE INDEX story_keys_story_id ON story_keys (story_id);
         CREATE TABLE story_words (
             rule text NOT NULL,

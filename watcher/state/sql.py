@@ -794,11 +794,13 @@ def _record_match(
     alone alerts. Return the number of deliveries created."""
     story = _seen_elsewhere(tx, match.rule, canonical, feed) if canonical else None
     opened = story is None
+    held: frozenset[str] | None = None
+    weighed: stories.Weights | None = None
     if story is None and match.stories:
         ignore = stories.ignored(match.words)
-        found = grouping.find(tx, match.rule, report, ignore, now, match.stories)[1]
+        weighed, found = grouping.find(tx, match.rule, report, ignore, now, match.stories)
         if found is not None:
-            story, opened = found.story, False
+            story, opened, held = found.story, False, found.held
             log.debug("rule %s, feed %s: %s", match.rule, feed, found.reason)
     if story is None:
         story = grouping.open_story(tx, match.rule, now)
@@ -807,7 +809,12 @@ def _record_match(
         if opened:
             tx.execute("DELETE FROM stories WHERE id = ?", [story])
         return 0
-    grouping.add_report(tx, story, match.rule, report, now, indexed=match.stories is not None)
+    indexed = match.stories is not None
+    if opened:
+        if indexed:
+            grouping.index_story(tx, story, match.rule, report, now, weighed)
+    else:
+        grouping.add_report(tx, story, match.rule, report, now, indexed=indexed, held=held)
     return created
 
 

@@ -246,7 +246,8 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
             opened TEXT NOT NULL,
             story_id INTEGER NOT NULL
         );
-        CREATE INDEX idx_story_keys_rule_word_opened ON story_keys (rule, word, opened);
+        CREATE INDEX idx_story_keys_rule_word_opened
+            ON story_keys (rule, word, opened, story_id);
         CREATE INDEX idx_story_keys_story_id ON story_keys (story_id);
         CREATE TABLE story_words (
             rule TEXT NOT NULL,
@@ -254,7 +255,7 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
             day TEXT NOT NULL,
             stories INTEGER NOT NULL,
             PRIMARY KEY (rule, word, day)
-        );
+        ) WITHOUT ROWID;
         """,
     ),
 ]
