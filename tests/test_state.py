@@ -45,6 +45,7 @@ def test_sqlite_schema_is_migrated_and_recorded(db):
         "reindex_only_text_and_mark_full_polls",
         "index_pruning_and_leases",
         "index_the_words_the_matcher_sees",
+        "group_matches_into_stories",
     ]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
@@ -387,6 +388,7 @@ def test_processes_starting_together_migrate_once(postgres_url):
     assert sorted(names) == [
         "add_schedule",
         "create_core_tables",
+        "group_matches_into_stories",
         "index_pruning_and_leases",
         "index_the_words_the_matcher_sees",
         "mark_full_polls",

@@ -15,7 +15,7 @@ from watcher.config import Rate
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify import templates
-from watcher.notify.base import digest_heading, title_of
+from watcher.notify.base import digest_heading, more_sources, title_of
 from watcher.notify.chat import ChatNotifier
 
 
@@ -75,6 +75,7 @@ def digest_message(digest: Digest) -> dict[str, Any]:
     for alert in digest.alerts[:DIGEST_ITEMS]:
         line = f"• {_link(alert.item.link, escape(title_of(alert)))}"
         line += f" — _{escape(alert.rule)}_, {escape(alert.feed_name)}"
+        line += escape(more_sources(alert))
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line}})
     hidden = len(digest.alerts) - DIGEST_ITEMS
     if hidden > 0:

@@ -8,8 +8,9 @@ summary with the matched words marked: a template cannot forget to escape feed t
 Variables: ``rule``, ``matched`` (the rule's terms found), ``feed``, ``feed_url``,
 ``delivery_id``, ``detected_at``, ``title``, ``link`` (http(s) only, else empty),
 ``summary`` (plain text), ``author``, ``tags``, ``published`` (a datetime or None),
-``published_text``, ``title_marked`` and ``summary_marked`` (matched words marked), and for
-Slack ``link_title`` (the title linked to the item).
+``published_text``, ``title_marked`` and ``summary_marked`` (matched words marked),
+``also_reported_by`` (the other feeds that reported the story so far: a list, empty when
+none did), and for Slack ``link_title`` (the title linked to the item).
 """
 
 from __future__ import annotations
@@ -108,4 +109,5 @@ def context(
         "published_text": published.strftime("%Y-%m-%d %H:%M UTC") if published else "",
         "title_marked": safe(highlight(title, alert.words, mark, escape)),
         "summary_marked": safe(highlight(summary, alert.words, mark, escape)),
+        "also_reported_by": list(alert.also_reported_by),
     }

@@ -820,13 +820,25 @@ def _record_match(
 
 def _seen_elsewhere(tx: Tx, rule: str, canonical: str, feed: str) -> int | None:
     """The story of the rule's earlier match of this link (another item: another feed, or
-    the same feed under another key), if there is one: the same article alerts once."""
+    the same feed under another key), if there is one: the same article alerts once. The
+    feed is added to that match's ``also_in``."""
     row = tx.execute(
-        "SELECT m.story_id FROM matches m JOIN items i ON i.id = m.item_id"
-        " WHERE i.canonical = ? AND m.rule = ? AND m.story_id IS NOT NULL ORDER BY m.id LIMIT 1",
+        "SELECT m.id, m.story_id, m.also_in, i.feed FROM matches m"
+        " JOIN items i ON i.id = m.item_id WHERE i.canonical = ? AND m.rule = ?"
+        " AND m.story_id IS NOT NULL ORDER BY m.id LIMIT 1",
         [canonical, rule],
     ).fetchone()
-    return None if row is None else int(row[0])
+    if row is None:
+        return None
+    match_id, story, also_in, first_feed = row
+    feeds = json.loads(also_in or "[]")
+    if feed != first_feed and feed not in feeds:
+        feeds.append(feed)
+        tx.execute(
+            "UPDATE matches SET also_in = ? WHERE id = ?",
+            [json.dumps(feeds, ensure_ascii=False), match_id],
+        )
+    return int(story)
 
 
 def _insert_match(
