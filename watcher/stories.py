@@ -12,9 +12,10 @@ recent stories (its IDF: ``Weights``), more for a name or a number, little for w
 are in news of any story (said, minister, Monday), nothing for the words that made the
 match (every story of a rule ``Peskov`` has ``Peskov``). Merging two events into one loses
 an alert, the worse error, so the bar is high: a report joins a story only when it shares
-at least two informative words with one of its reports, one of them a name, a number or a
-word rare for the rule, and the score clears ``THRESHOLD``, which rises with the time
-between the two. Every decision can be explained (``Verdict.explain``).
+with one of its reports at least two anchors (names, numbers, words rare for the rule),
+neither headline names someone the other report never mentions (Zelensky backs a plan,
+Peskov answers it: two stories), and the score clears ``THRESHOLD``, which rises with the
+time between the two. Every decision can be explained (``Verdict.explain``).
 
 The choice is deterministic: the same reports in the same order make the same stories.
 """
@@ -64,6 +65,8 @@ TITLE_BOOST = 1.5
 GENERIC_WEIGHT = 0.2
 ACRONYM = 6
 """Letters of an acronym at most (NATO, UNESCO): a longer word in capitals is shouted."""
+ANCHORS = 2
+"""Shared anchors (names, numbers, rare words) a report needs with a story's report."""
 KEYS = 8
 """Words of a report a story is looked up by: its heaviest ones."""
 
@@ -72,7 +75,10 @@ ENTITIES = frozenset(ALIASES.values()) | (frozenset(PHRASES.values()) - set(SYNO
 
 _ABBREVIATIONS = re.compile(r"\b(U)\.([SKN])\.?(?=\W|$)|\b(E)\.(U)\.?(?=\W|$)")
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}\b)")
-_TOKEN = re.compile(r"[^\W_]+")
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)+|[^\W_]+")
+"""A word, or a number with its decimals (4.5 is one number, not 4 and 5)."""
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+_LEADING_ZEROS = re.compile(r"^0+(?=\d)")
 _ORDINAL = re.compile(r"^(\d+)(?:st|nd|rd|th)$")
 _SENTENCE_END = re.compile(r"[.!?:;\"“”]")
 
@@ -133,9 +139,9 @@ def canonical(word: str) -> str:
         return NUMBERS[word]
     ordinal = _ORDINAL.match(word)
     if ordinal:
-        return ordinal.group(1).lstrip("0") or "0"
-    if word.isdigit():
-        return word.lstrip("0") or "0"
+        return _LEADING_ZEROS.sub("", ordinal.group(1))
+    if _NUMBER.fullmatch(word):
+        return _LEADING_ZEROS.sub("", word).replace(",", ".")
     stem = _stem(word)
     return ALIASES.get(stem) or SYNONYMS.get(stem) or stem
 
@@ -180,7 +186,7 @@ def _words(text: str, *, headline: bool = False) -> list[tuple[str, str]]:
         if word == "us" and raw == "US":
             word = "usa"
         form = canonical(word)
-        if form.isdigit():
+        if _NUMBER.fullmatch(form):
             found.append((form, "n", index))
         elif len(form) > 1 and form not in STOP:
             before = text[tokens[index - 1].end() : token.start()] if index else "."
@@ -357,7 +363,7 @@ class Verdict:
         return (
             self.score >= self.threshold
             and len(self.shared) >= 2
-            and self.anchors >= 1
+            and self.anchors >= ANCHORS
             and not (self.apart[0] or self.apart[1])
         )
 
