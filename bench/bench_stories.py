@@ -1,6 +1,6 @@
 """Story grouping: how well reports of one event are grouped, and what it costs.
 
-    python3 bench/bench_stories.py [--stories 10000] [--postgres URL]
+    python3 bench/bench_stories.py [--stories 10000] [--postgres]
 
 Quality, on the hand-written corpus (tests/data/stories*.yaml: the tuning part, and the
 held-out parts written after the tuning), each report ingested in time order into a fresh
@@ -19,6 +19,7 @@ time), then 400 matched reports ingested one per transaction (an item, its match
 half of them new reports of stored stories, half new stories, each once with grouping on
 and once with it off (``stories: null``): the difference is what grouping costs a match.
 And 2,000 items that match nothing, with the same store, to show they do not pay for it.
+``--postgres`` measures the cost on a throwaway local PostgreSQL server too.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
-from tests import story_corpus
+from tests import pg, story_corpus
 from watcher.models import Entry
 from watcher.rules import Hit, Match
 from watcher.state import NewItem, Store, open_store
@@ -176,12 +177,20 @@ def _ms(costs: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stories", type=int, default=10_000)
-    parser.add_argument("--postgres", metavar="URL", help="also measure on this database")
+    parser.add_argument(
+        "--postgres", action="store_true", help="also measure on a local PostgreSQL"
+    )
     args = parser.parse_args()
     quality()
     speed(args.stories, None)
     if args.postgres:
-        speed(args.stories, args.postgres)
+        if pg.binaries() is None:
+            sys.exit("PostgreSQL is not installed: apt-get install postgresql")
+        servers = pg.start_server()
+        try:
+            speed(args.stories, next(servers).new_database())
+        finally:
+            servers.close()
 
 
 if __name__ == "__main__":

@@ -194,17 +194,23 @@ def _index(
     *,
     opened: bool,
 ) -> None:
-    """Look the story up by ``keys`` from now on, and count ``words`` as its words."""
-    tx.executemany(
-        "INSERT INTO story_keys (rule, word, opened, story_id) VALUES (?, ?, ?, ?)",
-        [(rule, word, first_seen, story) for word in keys],
-    )
-    day = first_seen[:10]
-    tx.executemany(
-        "INSERT INTO story_words (rule, word, day, stories) VALUES (?, ?, ?, 1)"
-        " ON CONFLICT (rule, word, day) DO UPDATE SET stories = story_words.stories + 1",
-        [(rule, word, day) for word in ([TOTAL] if opened else []) + words],
-    )
+    """Look the story up by ``keys`` from now on, and count ``words`` as its words: one
+    statement each (one round trip to a PostgreSQL server, not one a word)."""
+    if keys:
+        tx.execute(
+            "INSERT INTO story_keys (rule, word, opened, story_id) VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * len(keys)),
+            [value for word in keys for value in (rule, word, first_seen, story)],
+        )
+    counted = ([TOTAL] if opened else []) + words
+    if counted:
+        day = first_seen[:10]
+        tx.execute(
+            "INSERT INTO story_words (rule, word, day, stories) VALUES "
+            + ", ".join(["(?, ?, ?, 1)"] * len(counted))
+            + " ON CONFLICT (rule, word, day) DO UPDATE SET stories = story_words.stories + 1",
+            [value for word in counted for value in (rule, word, day)],
+        )
 
 
 def _day(moment: datetime) -> str:
