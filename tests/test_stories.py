@@ -433,3 +433,48 @@ def test_five_outlets_reporting_one_story_make_one_delivery(
     assert one.stdout == "\n".join(table) + "\n"
     missing = runner.invoke(main, ["matches", "--story", "999", "-c", str(path)])
     assert missing.exit_code == 2 and "no story 999 in the database" in missing.stderr
+
+
+def test_the_next_digest_says_the_story_was_also_reported_elsewhere(db, receiver):
+    """poll -> group -> one alert -> "+N sources" in the digest that leaves after the
+    window: the reports are ingested as polls of three feeds ingest them, and the digest
+    is sent by the outbox to real Slack-like and webhook receivers on loopback."""
+    from watcher.config import RetrySettings
+    from watcher.deliver import deliver_due
+    from watcher.http import new_session
+    from watcher.notify import build_notifiers
+
+    config = loads(
+        yaml.safe_dump(
+            {
+                "notify": {
+                    "desk": {"type": "slack", "url": receiver.url("/slack"), "digest": "1h"},
+                    "hook": {"type": "webhook", "url": receiver.url("/hook"), "digest": "1h"},
+                }
+            }
+        ),
+        env={},
+    )
+    match = PESKOV._replace(notify=("desk", "hook"))
+    for minute, outlet in enumerate(("tass", "reuters", "meduza")):
+        title, lead = OUTLETS[outlet]
+        entry = Entry(outlet, title=title, link=f"https://{outlet}.example/1", summary=lead)
+        db.ingest(
+            outlet,
+            f"https://{outlet}.example/rss",
+            etag=None,
+            last_modified=None,
+            present=[outlet],
+            new_items=[NewItem(entry, (match,))],
+            now=NOW + timedelta(minutes=minute),
+        )
+    notifiers = build_notifiers(config, new_session("watcher-test"))
+    retry = RetrySettings()
+    report = deliver_due(db, notifiers, retry, NOW + timedelta(hours=1, minutes=1))
+    assert report.sent == 2  # one digest of one alert to each notifier
+    (slack,) = receiver.bodies("/slack")
+    lines = [block["text"]["text"] for block in slack["blocks"][1:]]
+    assert len(lines) == 1 and lines[0].endswith("_peskov_, tass (+2 sources)")
+    (hook,) = receiver.bodies("/hook")
+    (alerted,) = hook["alerts"]
+    assert [r["feed"] for r in alerted["story"]["reports"]] == ["tass", "reuters", "meduza"]

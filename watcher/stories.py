@@ -59,10 +59,14 @@ RARE = 1.0
 """An IDF at or above this (a word in under a third of the rule's recent stories, or so)
 makes a shared word an anchor even if it is no name or number."""
 NAME_BOOST = 2.0
+"""A name weighs twice a word as rare: events are told by who did what."""
 NUMBER_BOOST = 1.5
 PLACE_BOOST = 1.0
+"""A known place weighs as a word as rare: it is the setting of many stories."""
 TITLE_BOOST = 1.5
+"""A word of the headline weighs half as much again: the headline says what happened."""
 GENERIC_WEIGHT = 0.2
+"""What a word of news of any story (``story_words.GENERIC``) weighs, of a rare word."""
 ACRONYM = 6
 """Letters of an acronym at most (NATO, UNESCO): a longer word in capitals is shouted."""
 ANCHORS = 2
@@ -85,8 +89,9 @@ _SENTENCE_END = re.compile(r"[.!?:;\"“”]")
 
 @dataclass(frozen=True)
 class Report:
-    """The informative words of one report, each with its kind: ``n`` a number, ``e`` a
-    name (entity), ``w`` another word."""
+    """The informative words of one report, each with its kind: ``e`` a name (a person,
+    an organisation, a place watcher does not know), ``p`` a known place, ``n`` a number,
+    ``w`` another word; followed by ``t`` when the headline holds the word."""
 
     words: Mapping[str, str]
 
@@ -103,7 +108,7 @@ class Report:
             return EMPTY
         if not isinstance(found, dict):
             return EMPTY
-        return cls({str(word): str(kind) for word, kind in found.items()})
+        return cls({word: kind for word, kind in found.items() if kind in _FACTORS})
 
 
 EMPTY = Report({})

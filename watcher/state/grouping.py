@@ -9,9 +9,10 @@ table written here for a rule (its stories, their keys, its word counts) is writ
 transaction at a time.
 
 - ``stories``: the rule, first and last seen, the number of reports.
-- ``story_keys``: (rule, word, opened, story) for every informative word of a story's
-  reports: the index a report's open stories are looked up by, rare words first, never a
-  scan of the rule's stories.
+- ``story_keys``: (rule, word, opened, story) for the informative words of a story's
+  reports (but those already in too many of the rule's stories to be looked up): the
+  index a report's open stories are looked up by, by its rare words, never a scan of the
+  rule's stories.
 - ``story_words``: per rule, word and day, how many stories opened that day hold the word
   (the word ``''``: how many stories opened): the IDF of ``watcher.stories.Weights``.
 """
