@@ -809,7 +809,7 @@ def _record_match(
         if opened:
             tx.execute("DELETE FROM stories WHERE id = ?", [story])
         return 0
-    indexed = match.stories is not None
+    indexed = bool(match.stories)
     if opened:
         if indexed:
             grouping.index_story(tx, story, match.rule, report, now, weighed)
