@@ -12,7 +12,7 @@ import pytest
 import watcher.state.sql
 from watcher.errors import StateError
 from watcher.models import Entry
-from watcher.rules import Match
+from watcher.rules import Hit, Match
 from watcher.state import DatabaseLock, NewItem, Store, open_store
 from watcher.state.base import Process, ScheduledFeed
 
@@ -47,6 +47,7 @@ def test_sqlite_schema_is_migrated_and_recorded(db):
         "index_the_words_the_matcher_sees",
         "index_latin_spellings",
         "add_pending_articles",
+        "group_matches_into_stories",
     ]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
@@ -399,6 +400,7 @@ def test_processes_starting_together_migrate_once(postgres_url):
         "add_pending_articles",
         "add_schedule",
         "create_core_tables",
+        "group_matches_into_stories",
         "index_latin_spellings",
         "index_pruning_and_leases",
         "index_the_words_the_matcher_sees",
@@ -864,3 +866,195 @@ def test_processes_racing_for_articles_on_postgresql_never_claim_one_twice(postg
     finally:
         for opened in stores:
             opened.close()
+
+
+# stories: reports of one event from several outlets alert a rule once
+
+STORY_WINDOW = timedelta(hours=24)
+PESKOV = Match(
+    "peskov",
+    ("Peskov",),
+    ("hook",),
+    (Hit("Peskov", "title", ("peskov",)),),
+    STORY_WINDOW,
+)
+
+
+def report(key: str, title: str, lead: str = "", *, link: str | None = None) -> NewItem:
+    entry = Entry(key, title=title, link=link or f"https://{key}.example/1", summary=lead)
+    return NewItem(entry, (PESKOV,))
+
+
+TRUCE = (
+    "Kremlin rejects energy truce plan, Peskov says",
+    "Kremlin spokesman Dmitry Peskov said Moscow rejected the 30-day energy truce proposed"
+    " by Washington and Kyiv on Monday.",
+)
+TRUCE_RETOLD = (
+    "Peskov: Russia says no to 30-day energy ceasefire",
+    "Russia will not accept the US-Ukrainian proposal for a 30-day halt to strikes on"
+    " energy sites, Dmitry Peskov told reporters.",
+)
+CALL = (
+    "Putin and Trump to speak by phone on Tuesday - Peskov",
+    "A telephone conversation between Vladimir Putin and Donald Trump is planned for"
+    " Tuesday, Kremlin spokesman Dmitry Peskov said.",
+)
+
+
+def test_a_report_of_an_alerted_story_joins_it_and_sends_nothing(store):
+    assert ingest(store, "tass", [report("a", *TRUCE)]) == 1
+    later = NOW + timedelta(hours=1)
+    assert ingest(store, "reuters", [report("b", *TRUCE_RETOLD)], later) == 0
+    assert ingest(store, "meduza", [report("c", *CALL)], later) == 1  # another event
+    assert store.delivery_counts() == {"pending": 2}
+    truce, call = sorted(store.stories(NOW - timedelta(days=1)), key=lambda story: story.id)
+    assert [r.item.entry.key for r in truce.reports] == ["a", "b"]
+    assert truce.outlets == ("tass", "reuters")
+    assert (truce.rule, truce.first_seen, truce.last_seen) == ("peskov", NOW, later)
+    assert [r.deliveries for r in truce.reports] == [("hook:pending",), ()]
+    assert {r.story for r in truce.reports} == {truce.id}
+    assert [r.item.entry.key for r in call.reports] == ["c"]
+    assert store.story(truce.id) == truce
+    assert store.story(truce.id + call.id + 100) is None
+    (matched,) = store.recent_matches(later, "peskov", limit=1)
+    assert matched.item.entry.key == "c"
+
+
+def test_the_alert_of_a_story_carries_the_reports_grouped_into_it(store):
+    ingest(store, "tass", [report("a", *TRUCE)])
+    ingest(store, "reuters", [report("b", *TRUCE_RETOLD)], NOW + timedelta(minutes=5))
+    (delivery,) = store.due_deliveries(NOW + timedelta(minutes=5), ["hook"])
+    story = delivery.alert.story
+    assert story is not None
+    assert [(r.feed, r.title) for r in story.reports] == [
+        ("tass", TRUCE[0]),
+        ("reuters", TRUCE_RETOLD[0]),
+    ]
+    assert delivery.alert.also_reported_by == ("reuters",)
+
+
+def test_without_a_story_window_every_report_alerts(store):
+    alone = PESKOV._replace(stories=None)
+    items = [report("a", *TRUCE), report("b", *TRUCE_RETOLD)]
+    assert ingest(store, "f", [NewItem(item.entry, (alone,)) for item in items]) == 2
+    assert [len(s.reports) for s in store.stories(NOW - timedelta(days=1))] == [1, 1]
+
+
+def test_a_story_closes_after_its_window_and_a_later_report_opens_another(store):
+    """A story that runs for days: grouped within the window from its first alert, then a
+    new story (and a new alert), which takes the reports after it."""
+    assert ingest(store, "a", [report("1", *TRUCE)]) == 1
+    assert ingest(store, "b", [report("2", *TRUCE_RETOLD)], NOW + timedelta(hours=20)) == 0
+    assert ingest(store, "c", [report("3", *TRUCE)], NOW + timedelta(hours=25)) == 1
+    assert ingest(store, "d", [report("4", *TRUCE_RETOLD)], NOW + timedelta(hours=40)) == 0
+    found = store.stories(NOW - timedelta(days=1))
+    assert sorted([r.item.feed for r in s.reports] for s in found) == [["a", "b"], ["c", "d"]]
+
+
+def test_a_link_seen_in_another_feed_is_a_report_of_the_first_ones_story(store):
+    link = "https://news.example/story?id=1"
+    ingest(store, "one", [report("a", "Peskov speaks", link=link + "&utm_source=rss")])
+    assert ingest(store, "two", [report("b", "Peskov speaks", link=link)]) == 0
+    (story,) = store.stories(NOW - timedelta(days=1))
+    assert story.outlets == ("one", "two")
+
+
+def test_two_reports_of_one_story_ingested_at_once_alert_once(store, monkeypatch):
+    """Two processes (here two connections) ingest two outlets' reports of one story in the
+    same moment: the decision is made under a lock scoped to the rule, so the second waits
+    for the first's transaction, finds its story and sends nothing."""
+    from watcher.state import grouping
+
+    find = grouping.find
+
+    def slow_find(*args, **kwargs):
+        found = find(*args, **kwargs)
+        threading.Event().wait(0.5)  # both would look before either commits
+        return found
+
+    monkeypatch.setattr(grouping, "find", slow_find)
+    second = open_store(store.url) if hasattr(store, "url") else store
+    told = {"tass": report("a", *TRUCE), "reuters": report("b", *TRUCE_RETOLD)}
+    threads = [
+        threading.Thread(target=ingest, args=(each, feed, [told[feed]]))
+        for each, feed in ((store, "tass"), (second, "reuters"))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if second is not store:
+        second.close()
+    assert store.delivery_counts() == {"pending": 1}
+    (story,) = store.stories(NOW - timedelta(days=1))
+    assert len(story.reports) == 2
+
+
+def test_pruning_forgets_stories_whose_reports_are_gone(store):
+    ingest(store, "f", [report("a", *TRUCE)])
+    (delivery,) = store.due_deliveries(NOW, ["hook"])
+    store.mark_sent(delivery.id, NOW)
+    ingest(store, "f", [], NOW + timedelta(days=100))  # the item left the feed
+    assert store.prune(NOW + timedelta(days=50)) == 1
+    assert store.stories(NOW - timedelta(days=1)) == []
+    with store._read() as tx:
+        assert tx.execute("SELECT count(*) FROM story_keys").fetchone()[0] == 0
+        assert tx.execute("SELECT count(*) FROM stories").fetchone()[0] == 0
+
+
+def add_old_match(connection) -> None:
+    """An item matched and alerted before stories existed, in the schema of that time."""
+    for statement in (
+        "INSERT INTO feeds (name, url) VALUES ('tass', 'https://tass.example/rss')",
+        "INSERT INTO items (feed, key, title, link, first_seen, last_seen) VALUES"
+        " ('tass', 'a', 'Kremlin rejects energy truce plan, Peskov says', 'https://t.example/1',"
+        " '2026-11-25T11:00:00.000000Z', '2026-11-25T11:00:00.000000Z')",
+        "INSERT INTO matches (item_id, rule, terms, hits, detected_at) VALUES"
+        " (1, 'peskov', '[\"Peskov\"]', '[]', '2026-11-25T11:00:00.000000Z')",
+        "INSERT INTO deliveries (uid, match_id, notifier, status, attempts, next_attempt,"
+        " created_at) VALUES ('d-1', 1, 'hook', 'pending', 0, '2026-11-25T11:00:00.000000Z',"
+        " '2026-11-25T11:00:00.000000Z')",
+    ):
+        connection.execute(statement)
+
+
+def check_old_match_is_a_story(store: Store) -> None:
+    (story,) = store.stories(NOW - timedelta(days=1))
+    assert [r.item.entry.key for r in story.reports] == ["a"]
+    assert story.first_seen == NOW - timedelta(hours=1)
+    (delivery,) = store.due_deliveries(NOW, ["hook"])
+    assert delivery.alert.story is not None and delivery.alert.story.id == story.id
+    # new matches get stories of their own after the migrated ones
+    assert ingest(store, "reuters", [report("b", *CALL)]) == 1
+    assert len(store.stories(NOW - timedelta(days=1))) == 2
+
+
+def test_an_sqlite_database_with_matches_from_before_stories_is_migrated(tmp_path):
+    from watcher.state import sqlite as backend
+
+    path = tmp_path / "old.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backend, "MIGRATIONS", backend.MIGRATIONS[:-1])
+        backend.migrate(connection)
+    add_old_match(connection)
+    connection.close()
+    store = open_store(path)
+    check_old_match_is_a_story(store)
+    store.close()
+
+
+def test_a_postgresql_database_with_matches_from_before_stories_is_migrated(postgres_url):
+    import psycopg
+
+    from watcher.state import postgres as backend
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(backend, "MIGRATIONS", backend.MIGRATIONS[:-1])
+        open_store(postgres_url).close()
+    with psycopg.connect(postgres_url) as connection:
+        add_old_match(connection)
+    store = open_store(postgres_url)
+    check_old_match_is_a_story(store)
+    store.close()

@@ -23,13 +23,14 @@ from watcher.config import Config, config_path, load, parse_duration
 from watcher.errors import ConfigError, QueryError, WatcherError
 from watcher.links import safe_link
 from watcher.query import DEFAULT_FIELDS, parse
-from watcher.records import delivery_record, feed_record, item_record, match_record
+from watcher.records import delivery_record, feed_record, item_record, story_record
 from watcher.rules import Matcher, Rule
 from watcher.search import find
 from watcher.state import (
     DatabaseLock,
     FeedState,
     Store,
+    StoredStory,
     describe_database,
     is_postgres,
     open_store,
@@ -136,8 +137,9 @@ def once(config_file: str | None, dry_run: bool) -> None:
             click.echo("no alerts would be sent")
     else:
         delivery = report.delivery
+        queued = sum(outcome.deliveries for outcome in report.outcomes)
         click.echo(
-            f"{plural(len(report.outcomes), 'feed')} polled, {plural(len(rows), 'alert')} "
+            f"{plural(len(report.outcomes), 'feed')} polled, {plural(queued, 'alert')} "
             f"queued; {delivery.sent} sent, {delivery.retrying} to retry, {delivery.dead} dead"
         )
     if report.failed:
@@ -257,17 +259,32 @@ def test_rule(
 @main.command()
 @click.option("--rule", "rule_name", metavar="NAME", help="Only this rule's matches.")
 @click.option("--since", default="1d", show_default=True, help="Matches this recent.")
-@click.option("--limit", default=100, show_default=True, help="At most this many.")
+@click.option("--limit", default=100, show_default=True, help="At most this many stories.")
+@click.option("--story", "story_id", type=int, metavar="ID", help="Only this story's reports.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @config_option
 @handle_errors
 def matches(
-    rule_name: str | None, since: str, limit: int, as_json: bool, config_file: str | None
+    rule_name: str | None,
+    since: str,
+    limit: int,
+    story_id: int | None,
+    as_json: bool,
+    config_file: str | None,
 ) -> None:
-    """Recent matches, newest first, with the state of their deliveries."""
+    """Recent matches, by story: the latest reported first, each story's first report (the
+    one that alerted, with the state of its deliveries), then the reports grouped into it."""
     config = _load(config_file)
     with _store(config) as store:
-        found = store.recent_matches(_ago(since), rule_name, limit)
+        if story_id is not None:
+            story = store.story(story_id)
+            if story is None:
+                raise click.BadParameter(
+                    f"no story {story_id} in the database", param_hint="--story"
+                )
+            found = [story]
+        else:
+            found = store.stories(_ago(since), rule_name, limit)
     if rule_name is not None and rule_name not in {rule.name for rule in config.rules}:
         if not found:
             known = _known(rule_name, [rule.name for rule in config.rules])
@@ -278,21 +295,22 @@ def matches(
             raise click.BadParameter(message, param_hint="--rule")
         click.echo(f"warning: rule {rule_name!r} is no longer in the config", err=True)
     if as_json:
-        click.echo(_json([match_record(m) for m in found]))
+        click.echo(_json([story_record(story) for story in found]))
         return
     rows = [
         (
-            _when(m.detected_at),
-            m.rule,
-            m.item.feed,
-            ", ".join(m.deliveries) or "-",
-            one_line(m.item.entry.title),
+            _when(report.detected_at),
+            report.rule,
+            report.item.feed,
+            (", ".join(report.deliveries) or "-") if index == 0 else "grouped",
+            str(story.id),
+            one_line(report.item.entry.title),
         )
-        for m in found
+        for story in found
+        for index, report in enumerate(story.reports)
     ]
-    click.echo(
-        table(("DETECTED", "RULE", "FEED", "DELIVERIES", "TITLE"), rows) if rows else "no matches"
-    )
+    headers = ("DETECTED", "RULE", "FEED", "DELIVERIES", "STORY", "TITLE")
+    click.echo(table(headers, rows) if rows else "no matches")
 
 
 @main.command()
@@ -353,7 +371,7 @@ def status(config_file: str | None) -> None:
     with _store(config) as store:
         states = store.feed_states()
         outbox = store.delivery_counts()
-        recent = store.recent_matches(now - timedelta(days=7), limit=5)
+        recent = store.stories(now - timedelta(days=7), limit=5)
         items = sum(store.item_counts().values())
         size = store.size()
         processes = store.processes(now - PROCESS_SEEN)
@@ -398,11 +416,17 @@ def status(config_file: str | None) -> None:
             _when(match.detected_at),
             match.rule,
             ", ".join(match.deliveries) or "- (no notifier)",
-            one_line(match.item.entry.title)[:70],
+            one_line(match.item.entry.title)[:70] + _more_reports(story),
         )
-        for match in recent
+        for story in recent
+        for match in story.reports[:1]
     ]
     click.echo(_indented(table(("DETECTED", "RULE", "DELIVERIES", "TITLE"), alerts)))
+
+
+def _more_reports(story: StoredStory) -> str:
+    more = len(story.reports) - 1
+    return f" (+{plural(more, 'report')})" if more else ""
 
 
 def _indented(text: str) -> str:

@@ -155,6 +155,8 @@ class Settings(_Model):
     retention: Duration = timedelta(days=90)  # items gone from their feed this long are pruned
     listen: str | None = "127.0.0.1:9187"  # web pages, /healthz and /metrics; null disables
     web_auth: WebAuth | None = None  # required for the pages when listen is not loopback
+    stories: Duration | None = timedelta(hours=24)  # reports of one story within this window
+    # alert a rule once; null: every report alerts
     log_format: Literal["text", "json"] = "text"
     retry: RetrySettings = RetrySettings()
     transliterate: bool = False  # words in other scripts also match by their Latin spelling
@@ -201,6 +203,12 @@ class RuleConfig(_Model):
     feeds: tuple[str, ...] | None = None  # feed names and "tag:x"; None for every feed
     notify: tuple[str, ...] = ()
     transliterate: bool | None = None  # None: settings.transliterate
+    stories: Duration | None = None  # absent: settings.stories; null: every report alerts
+
+    def story_window(self, default: timedelta | None) -> timedelta | None:
+        """The rule's story window: its own ``stories`` when the file gives one (null
+        included), else the settings'."""
+        return self.stories if "stories" in self.model_fields_set else default
 
 
 class Config(_Model):
@@ -221,8 +229,15 @@ class Config(_Model):
     def compiled_rules(self) -> tuple[Rule, ...]:
         """The rules as matchable objects; the config was validated, so every query parses."""
         disabled = set(self.disabled_notifiers())
+        window = self.settings.stories
         return tuple(
-            _compile_rule(rule, disabled, self._queries.get(rule.name), self.settings.transliterate)
+            _compile_rule(
+                rule,
+                disabled,
+                self._queries.get(rule.name),
+                window,
+                self.settings.transliterate,
+            )
             for rule in self.rules
         )
 
@@ -245,6 +260,7 @@ def _compile_rule(
     rule: RuleConfig,
     disabled: Collection[str] = (),
     node: Node | None = None,
+    stories: timedelta | None = None,
     transliterate: bool = False,
 ) -> Rule:
     if node is None:
@@ -253,7 +269,14 @@ def _compile_rule(
     feeds = frozenset(rule.feeds) if rule.feeds else None
     if rule.transliterate is not None:
         transliterate = rule.transliterate
-    return Rule(rule.name, node, feeds, notify, transliterate)
+    return Rule(
+        rule.name,
+        node,
+        feeds,
+        notify,
+        transliterate=transliterate,
+        stories=rule.story_window(stories),
+    )
 
 
 def _rule_query(rule: RuleConfig) -> Node:

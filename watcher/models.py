@@ -32,6 +32,30 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class StoryReport:
+    """One outlet's report of a story."""
+
+    feed: str
+    title: str
+    link: str
+    published: datetime | None
+    detected_at: datetime
+
+
+@dataclass(frozen=True)
+class Story:
+    """The reports of one story that a rule matched, the first being the one that alerted,
+    as they stand when an alert leaves."""
+
+    id: int
+    reports: tuple[StoryReport, ...] = ()
+
+    def outlets(self, besides: str | None = None) -> tuple[str, ...]:
+        """The feeds that reported it, first come first, but ``besides``."""
+        return tuple(dict.fromkeys(r.feed for r in self.reports if r.feed != besides))
+
+
+@dataclass(frozen=True)
 class Alert:
     """What a notifier sends: one match of one item, for one delivery."""
 
@@ -44,6 +68,13 @@ class Alert:
     detected_at: datetime
     words: tuple[str, ...] = ()
     """The normalised words that made the match, to highlight."""
+    story: Story | None = None
+    """The story the match opened, with the reports grouped into it since."""
+
+    @property
+    def also_reported_by(self) -> tuple[str, ...]:
+        """The other feeds that reported the story so far."""
+        return self.story.outlets(besides=self.feed_name) if self.story else ()
 
 
 @dataclass(frozen=True)

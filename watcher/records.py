@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from watcher.links import safe_link
-from watcher.state import DeliveryRow, FeedState, StoredItem, StoredMatch
+from watcher.state import DeliveryRow, FeedState, StoredItem, StoredMatch, StoredStory
 from watcher.text import one_line
 
 
@@ -51,6 +51,21 @@ def match_record(match: StoredMatch) -> dict[str, Any]:
         "rule": match.rule,
         "detected_at": match.detected_at.isoformat(),
         "deliveries": dict(d.split(":", 1) for d in match.deliveries),
+    }
+
+
+def story_record(story: StoredStory) -> dict[str, Any]:
+    """A story: its first report (the one that alerted), and the story with every report,
+    the first included."""
+    return {
+        **match_record(story.reports[0]),
+        "story": {
+            "id": story.id,
+            "first_seen": story.first_seen.isoformat(),
+            "last_seen": story.last_seen.isoformat(),
+            "outlets": list(story.outlets),
+            "reports": [match_record(report) for report in story.reports],
+        },
     }
 
 

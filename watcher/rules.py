@@ -13,6 +13,7 @@ import bisect
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from functools import cached_property
 from typing import Any, NamedTuple
 
@@ -35,6 +36,8 @@ class Rule:
     notify: tuple[str, ...] = ()
     transliterate: bool = False
     """Whether words in other scripts also match through their Latin spelling."""
+    stories: timedelta | None = None
+    """Reports of one story within this window alert once; None: every report alerts."""
 
     def applies_to(self, feed_name: str, feed_tags: Iterable[str]) -> bool:
         if self.feeds is None:
@@ -60,6 +63,8 @@ class Match(NamedTuple):
     """The rule's terms that were found, as written in the rule."""
     notify: tuple[str, ...] = ()
     hits: tuple[Hit, ...] = ()
+    stories: timedelta | None = None
+    """The rule's story window (``Rule.stories``)."""
 
     @property
     def words(self) -> frozenset[str]:
@@ -452,7 +457,9 @@ class Matcher:
             hits = evaluator(latin if rule.transliterate else document)
             if hits is not None:
                 terms = tuple(dict.fromkeys([hit.term for hit in hits]))
-                matches.append(Match(rule.name, terms, rule.notify, tuple(hits[:MAX_HITS])))
+                matches.append(
+                    Match(rule.name, terms, rule.notify, tuple(hits[:MAX_HITS]), rule.stories)
+                )
         return matches
 
 

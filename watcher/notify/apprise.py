@@ -17,7 +17,14 @@ from watcher import DISTRIBUTION
 from watcher.errors import DeliveryError
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
-from watcher.notify.base import Notifier, digest_heading, summary_of, title_of
+from watcher.notify.base import (
+    Notifier,
+    also_reported,
+    digest_heading,
+    more_sources,
+    summary_of,
+    title_of,
+)
 from watcher.notify.options import NotifierOptions
 from watcher.notify.registry import Channel
 
@@ -44,12 +51,13 @@ class AppriseOptions(NotifierOptions):
 def body(alert: Alert) -> str:
     lines = [summary_of(alert, 500), safe_link(alert.item.link)]
     lines.append(f"{alert.rule} · {alert.feed_name} · matched {', '.join(alert.terms)}")
+    lines.append(also_reported(alert))
     return "\n\n".join(line for line in lines if line)
 
 
 def digest_body(digest: Digest) -> str:
     return "\n".join(
-        f"- {title_of(alert)} {safe_link(alert.item.link)} ({alert.rule})".rstrip()
+        f"- {title_of(alert)} {safe_link(alert.item.link)} ({alert.rule}){more_sources(alert)}"
         for alert in digest.alerts
     )
 

@@ -351,6 +351,19 @@ def digest_heading(digest: Digest) -> str:
     return f"{count} alert{'s' if count != 1 else ''}, {span}"
 
 
+def more_sources(alert: Alert) -> str:
+    """`` (+2 sources)`` for a story that other feeds reported too, else empty: what a
+    digest adds to the story's line."""
+    count = len(alert.also_reported_by)
+    return f" (+{count} source{'s' if count != 1 else ''})" if count else ""
+
+
+def also_reported(alert: Alert) -> str:
+    """``also reported by feed-a, feed-b`` for a story that other feeds reported too."""
+    others = alert.also_reported_by
+    return f"also reported by {', '.join(others)}" if others else ""
+
+
 def title_of(alert: Alert) -> str:
     return one_line(plain(alert.item.title)) or "(untitled)"
 

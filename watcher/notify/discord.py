@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify import templates
-from watcher.notify.base import digest_heading, iso, title_of
+from watcher.notify.base import digest_heading, iso, more_sources, title_of
 from watcher.notify.chat import ChatNotifier
 from watcher.notify.options import PostOptions
 from watcher.notify.registry import Channel
@@ -65,7 +65,8 @@ def digest_message(digest: Digest) -> dict[str, Any]:
         link = safe_link(alert.item.link)
         target = link.replace("(", "%28").replace(")", "%29")
         shown = f"[{title}]({target})" if link else title
-        lines.append(f"• {shown} — {escape(alert.rule)}, {escape(alert.feed_name)}")
+        sources = escape(more_sources(alert))
+        lines.append(f"• {shown} — {escape(alert.rule)}, {escape(alert.feed_name)}{sources}")
     description, shown_count = "", 0
     for line in lines:
         if len(description) + len(line) + 1 > DESCRIPTION_LIMIT - 40:

@@ -24,7 +24,7 @@ from watcher.errors import DeliveryError
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify import templates
-from watcher.notify.base import Deadline, Notifier, digest_heading, title_of
+from watcher.notify.base import Deadline, Notifier, digest_heading, more_sources, title_of
 from watcher.notify.options import NotifierOptions
 from watcher.notify.registry import Channel
 from watcher.text import one_line
@@ -80,9 +80,15 @@ def build_digest(digest: Digest, sender: str, recipients: tuple[str, ...]) -> Em
     e = html.escape
     for alert in digest.alerts:
         title, link = title_of(alert), safe_link(alert.item.link)
-        lines += [f"- {title}", f"  {link}" if link else "", f"  {alert.rule}, {alert.feed_name}"]
+        sources = more_sources(alert)
+        lines += [
+            f"- {title}",
+            f"  {link}" if link else "",
+            f"  {alert.rule}, {alert.feed_name}{sources}",
+        ]
         shown = f'<a href="{e(link)}">{e(title)}</a>' if link else e(title)
-        items.append(f"<li>{shown} <small>{e(alert.rule)} · {e(alert.feed_name)}</small></li>")
+        where = f"{e(alert.rule)} · {e(alert.feed_name)}{e(sources)}"
+        items.append(f"<li>{shown} <small>{where}</small></li>")
     msg.set_content("\n".join(line for line in lines if line) + "\n")
     msg.add_alternative(
         f"<html><body><h3>{e(heading)}</h3><ul>{''.join(items)}</ul></body></html>\n",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from watcher.links import safe_link
 from watcher.models import Alert, Digest
 from watcher.notify import templates
-from watcher.notify.base import digest_heading, title_of
+from watcher.notify.base import digest_heading, more_sources, title_of
 from watcher.notify.chat import ChatNotifier
 from watcher.notify.options import PostOptions
 from watcher.notify.registry import Channel
@@ -78,6 +78,7 @@ def digest_message(digest: Digest) -> dict[str, Any]:
     for alert in digest.alerts[:DIGEST_ITEMS]:
         line = f"• {_link(alert.item.link, escape(title_of(alert)))}"
         line += f" — _{escape(alert.rule)}_, {escape(alert.feed_name)}"
+        line += escape(more_sources(alert))
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": line}})
     hidden = len(digest.alerts) - DIGEST_ITEMS
     if hidden > 0:

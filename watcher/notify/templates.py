@@ -10,7 +10,8 @@ Variables: ``rule``, ``matched`` (the rule's terms found), ``feed``, ``feed_url`
 ``summary`` (plain text), ``author``, ``tags``, ``published`` (a datetime or None),
 ``published_text``, ``title_marked`` and ``summary_marked`` (matched words marked),
 ``excerpt`` and ``excerpt_marked`` (the sentence of the content around the matched words,
-empty when the content holds none: why a full_text feed's item alerted), and for Slack
+empty when the content holds none: why a full_text feed's item alerted), ``also_reported_by``
+(the other feeds that reported the story so far: a list, empty when none did), and for Slack
 ``link_title`` (the title linked to the item).
 """
 
@@ -117,4 +118,5 @@ def context(
         "summary_marked": safe(highlight(summary, alert.words, mark, escape)),
         "excerpt": found,
         "excerpt_marked": safe(highlight(found, alert.words, mark, escape)),
+        "also_reported_by": list(alert.also_reported_by),
     }

@@ -14,13 +14,14 @@ from watcher.models import Alert, Digest
 from watcher.notify.base import Notifier, excerpt_of, iso, summary_of, title_of
 from watcher.notify.options import PostOptions
 from watcher.notify.registry import Channel
+from watcher.text import one_line, plain
 
 SIGNATURE_HEADER = "X-Watcher-Signature-256"
 
 
 def payload(alert: Alert) -> dict[str, Any]:
     item = alert.item
-    return {
+    document = {
         "delivery_id": alert.delivery_id,
         "rule": alert.rule,
         "matched": list(alert.terms),
@@ -37,6 +38,28 @@ def payload(alert: Alert) -> dict[str, Any]:
             "tags": list(item.tags),
         },
         "detected_at": iso(alert.detected_at),
+    }
+    if alert.story is not None:  # every recorded match has one
+        document["story"] = story(alert)
+    return document
+
+
+def story(alert: Alert) -> dict[str, Any]:
+    """The story the alert opened and its reports so far, the first being the alerted one
+    (DESIGN.md section 6)."""
+    assert alert.story is not None
+    return {
+        "id": alert.story.id,
+        "reports": [
+            {
+                "feed": report.feed,
+                "title": one_line(plain(report.title)),
+                "link": safe_link(report.link),
+                "published": iso(report.published),
+                "detected_at": iso(report.detected_at),
+            }
+            for report in alert.story.reports
+        ],
     }
 
 

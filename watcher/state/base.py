@@ -109,6 +109,25 @@ class StoredMatch:
     item: StoredItem
     deliveries: tuple[str, ...]
     """``notifier:status`` of each delivery of the match."""
+    story: int | None = None
+    """The story the match belongs to (it opened it, or it was grouped into it)."""
+
+
+@dataclass(frozen=True)
+class StoredStory:
+    """A story of a rule: the reports that tell it, the first of which alerted."""
+
+    id: int
+    rule: str
+    first_seen: datetime
+    last_seen: datetime
+    reports: tuple[StoredMatch, ...]
+    """In the order they were detected."""
+
+    @property
+    def outlets(self) -> tuple[str, ...]:
+        """The feeds that reported it, first come first."""
+        return tuple(dict.fromkeys(report.item.feed for report in self.reports))
 
 
 @dataclass(frozen=True)
@@ -421,6 +440,17 @@ class Reports(ABC):
         self, since: datetime, rule: str | None = None, limit: int = 100
     ) -> list[StoredMatch]:
         """Matches detected since a time, newest first, with their deliveries' states."""
+
+    @abstractmethod
+    def stories(
+        self, since: datetime, rule: str | None = None, limit: int = 100
+    ) -> list[StoredStory]:
+        """Stories with a report detected since a time, the latest reported first, each with
+        all its reports."""
+
+    @abstractmethod
+    def story(self, story_id: int) -> StoredStory | None:
+        """One story with all its reports, or None when there is none of that id."""
 
     @abstractmethod
     def deliveries(

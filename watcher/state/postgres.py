@@ -168,6 +168,45 @@ MIGRATIONS: list[tuple[str, str | Callable[[psycopg.Connection[Any]], None]]] = 
         CREATE INDEX items_article_pending ON items (id) WHERE article = 'pending';
         """,
     ),
+    (
+        "group_matches_into_stories",
+        """
+        CREATE TABLE stories (
+            id bigserial PRIMARY KEY,
+            rule text NOT NULL,
+            first_seen text NOT NULL,
+            last_seen text NOT NULL,
+            reports integer NOT NULL DEFAULT 0
+        );
+        CREATE INDEX stories_last_seen ON stories (last_seen);
+        CREATE INDEX stories_rule_last_seen ON stories (rule, last_seen);
+        INSERT INTO stories (id, rule, first_seen, last_seen, reports)
+            SELECT id, rule, coalesce(detected_at, ''), coalesce(detected_at, ''), 1
+            FROM matches;
+        SELECT setval(pg_get_serial_sequence('stories', 'id'),
+            greatest((SELECT max(id) FROM stories), 1),
+            (SELECT max(id) FROM stories) IS NOT NULL);
+        ALTER TABLE matches ADD COLUMN story_id bigint REFERENCES stories (id);
+        ALTER TABLE matches ADD COLUMN report text;
+        UPDATE matches SET story_id = id;
+        CREATE INDEX matches_story_id ON matches (story_id);
+        CREATE TABLE story_keys (
+            rule text NOT NULL,
+            word text NOT NULL,
+            opened text NOT NULL,
+            story_id bigint NOT NULL
+        );
+        CREATE INDEX story_keys_lookup ON story_keys (rule, word, opened) INCLUDE (story_id);
+        CREATE INDEX story_keys_story_id ON story_keys (story_id);
+        CREATE TABLE story_words (
+            rule text NOT NULL,
+            word text NOT NULL,
+            day text NOT NULL,
+            stories integer NOT NULL,
+            PRIMARY KEY (rule, word, day)
+        );
+        """,
+    ),
 ]
 
 

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import uuid
 from abc import abstractmethod
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from watcher import stories
 from watcher.errors import StateError
 from watcher.links import canonical_link
-from watcher.models import Alert, Entry
+from watcher.models import Alert, Entry, Story, StoryReport
 from watcher.rules import Document, Match
+from watcher.state import grouping
 from watcher.state.base import (
     Delivery,
     DeliveryRow,
@@ -37,9 +40,12 @@ from watcher.state.base import (
     Store,
     StoredItem,
     StoredMatch,
+    StoredStory,
     from_timestamp,
     timestamp,
 )
+
+log = logging.getLogger(__name__)
 
 CHUNK = 500
 """Values bound in one ``IN (...)``: well under either database's limit."""
@@ -99,9 +105,10 @@ class SQLStore(Store):
     """What a backend adds to a SELECT of rows to claim, so that claims skip each other."""
 
     def _lock_stories(self, tx: Tx, keys: Sequence[str]) -> None:
-        """Hold, until the transaction ends, a lock on each (rule, story link) about to be
-        checked for an earlier alert, so two ingests of one story cannot both alert. SQLite
-        needs none: its writes are one at a time."""
+        """Hold, until the transaction ends, a lock on each rule (``story <rule>``) whose
+        stories are about to be looked up and written, so that two ingests of one story
+        (one link, or two outlets' reports) cannot both alert. SQLite needs none: its writes
+        are one at a time."""
 
     @abstractmethod
     def _read(self) -> AbstractContextManager[Tx]:
@@ -432,7 +439,7 @@ class SQLStore(Store):
             ]
             if quiet:  # most items match nothing: stored in one statement
                 tx.executemany(INSERT_ITEM, quiet)
-            self._lock_stories(tx, _story_keys((i.entry.link, i.matches) for i in items))
+            self._lock_stories(tx, _story_locks(item.matches for item in items))
             for item in items:
                 if not item.matches:
                     continue
@@ -440,9 +447,13 @@ class SQLStore(Store):
                 row = tx.execute(
                     INSERT_ITEM + " RETURNING id", _item_row(feed, item.entry, stamp, canonical)
                 ).fetchone()
-                if row is not None:
-                    created += _record_matches(
-                        tx, int(row[0]), feed, canonical, item.matches, stamp
+                if row is None:
+                    continue
+                entry = item.entry
+                report = stories.report_of(entry.title, entry.summary or entry.content)
+                for match in item.matches:
+                    created += _record_match(
+                        tx, int(row[0]), feed, canonical, match, report, now, stamp
                     )
             for chunk in _chunks(present):
                 tx.execute(
@@ -520,7 +531,7 @@ class SQLStore(Store):
         found = tuple(matches)
         stamp = timestamp(now)
         with self._write() as tx:
-            self._lock_stories(tx, _story_keys([(entry.link, found)]))
+            self._lock_stories(tx, _story_locks([found]))
             done = tx.execute(
                 "UPDATE items SET article = ?, article_until = NULL, content = ?, words = ?"
                 " WHERE id = ? AND article = 'pending' RETURNING id",
@@ -533,7 +544,12 @@ class SQLStore(Store):
             ).fetchone()
             if done is None:
                 return None
-            return _record_matches(tx, item_id, feed, canonical_link(entry.link), found, stamp)
+            canonical = canonical_link(entry.link)
+            report = stories.report_of(entry.title, entry.summary or entry.content)
+            return sum(
+                _record_match(tx, item_id, feed, canonical, match, report, now, stamp)
+                for match in found
+            )
 
     def item_count(self, feed: str | None = None) -> int:
         sql = "SELECT count(*) FROM items" + (" WHERE feed = ?" if feed else "")
@@ -597,23 +613,14 @@ class SQLStore(Store):
         rows.sort(key=lambda row: row["id"], reverse=True)
         return [(row["id"], stored_item(row)) for row in rows]
 
-    def recent_matches(
-        self, since: datetime, rule: str | None = None, limit: int = 100
-    ) -> list[StoredMatch]:
-        sql = (
-            f"SELECT m.id AS match_id, m.rule, m.terms, m.detected_at, {ITEM_COLUMNS_I},"
-            f" (SELECT {self.concat_statuses} FROM deliveries d"
+    def _matches(self, tx: Tx, where: str, params: Sequence[Any]) -> list[StoredMatch]:
+        rows = tx.rows(
+            f"SELECT m.id AS match_id, m.rule, m.terms, m.detected_at, m.story_id,"
+            f" {ITEM_COLUMNS_I}, (SELECT {self.concat_statuses} FROM deliveries d"
             "  WHERE d.match_id = m.id) AS deliveries"
-            " FROM matches m JOIN items i ON i.id = m.item_id WHERE m.detected_at >= ?"
+            f" FROM matches m JOIN items i ON i.id = m.item_id WHERE {where}",
+            params,
         )
-        params: list[str | int] = [timestamp(since)]
-        if rule:
-            sql += " AND m.rule = ?"
-            params.append(rule)
-        sql += " ORDER BY m.id DESC LIMIT ?"
-        params.append(limit)
-        with self._read() as tx:
-            rows = tx.rows(sql, params)
         return [
             StoredMatch(
                 rule=row["rule"],
@@ -621,8 +628,63 @@ class SQLStore(Store):
                 detected_at=from_timestamp(row["detected_at"]) or datetime.now(UTC),
                 item=stored_item(row),
                 deliveries=tuple(sorted((row["deliveries"] or "").split())),
+                story=row["story_id"],
             )
             for row in rows
+        ]
+
+    def recent_matches(
+        self, since: datetime, rule: str | None = None, limit: int = 100
+    ) -> list[StoredMatch]:
+        where = "m.detected_at >= ?"
+        params: list[str | int] = [timestamp(since)]
+        if rule:
+            where += " AND m.rule = ?"
+            params.append(rule)
+        with self._read() as tx:
+            return self._matches(tx, where + " ORDER BY m.id DESC LIMIT ?", [*params, limit])
+
+    def stories(
+        self, since: datetime, rule: str | None = None, limit: int = 100
+    ) -> list[StoredStory]:
+        where = "last_seen >= ?"
+        params: list[str | int] = [timestamp(since)]
+        if rule:
+            where += " AND rule = ?"
+            params.append(rule)
+        with self._read() as tx:
+            rows = tx.rows(
+                f"SELECT id, rule, first_seen, last_seen FROM stories WHERE {where}"
+                " ORDER BY last_seen DESC, id DESC LIMIT ?",
+                [*params, limit],
+            )
+            return self._stories(tx, rows)
+
+    def story(self, story_id: int) -> StoredStory | None:
+        with self._read() as tx:
+            rows = tx.rows(
+                "SELECT id, rule, first_seen, last_seen FROM stories WHERE id = ?", [story_id]
+            )
+            found = self._stories(tx, rows)
+        return found[0] if found else None
+
+    def _stories(self, tx: Tx, rows: list[dict[str, Any]]) -> list[StoredStory]:
+        """The stories of these rows, each with its reports."""
+        reports: dict[int, list[StoredMatch]] = {}
+        ids = [row["id"] for row in rows]
+        for chunk in _chunks(ids):
+            for match in self._matches(tx, f"m.story_id IN ({_marks(chunk)}) ORDER BY m.id", chunk):
+                reports.setdefault(int(match.story or 0), []).append(match)
+        return [
+            StoredStory(
+                id=row["id"],
+                rule=row["rule"],
+                first_seen=from_timestamp(row["first_seen"]) or datetime.now(UTC),
+                last_seen=from_timestamp(row["last_seen"]) or datetime.now(UTC),
+                reports=tuple(reports.get(row["id"], ())),
+            )
+            for row in rows
+            if reports.get(row["id"])
         ]
 
     # deliveries
@@ -636,8 +698,8 @@ class SQLStore(Store):
         with self._read() as tx:
             rows = tx.rows(
                 "SELECT d.id, d.uid, d.notifier, d.attempts, d.created_at, m.rule, m.terms,"
-                " m.hits, m.detected_at, i.key, i.title, i.link, i.summary, i.content, i.author,"
-                " i.tags, i.published, f.name AS feed_name, f.url AS feed_url"
+                " m.hits, m.detected_at, m.story_id, i.key, i.title, i.link, i.summary,"
+                " i.content, i.author, i.tags, i.published, f.name AS feed_name, f.url AS feed_url"
                 " FROM deliveries d JOIN matches m ON m.id = d.match_id"
                 " JOIN items i ON i.id = m.item_id JOIN feeds f ON f.name = i.feed"
                 " WHERE d.status = 'pending' AND d.next_attempt <= ?"
@@ -646,7 +708,8 @@ class SQLStore(Store):
                 " ORDER BY d.id LIMIT ?",
                 [timestamp(now), *names, timestamp(now), limit],
             )
-        return [_delivery(row) for row in rows]
+            told = _story_reports(tx, sorted({row["story_id"] for row in rows if row["story_id"]}))
+        return [_delivery(row, told) for row in rows]
 
     def release_leases(self) -> int:
         with self._write() as tx:
@@ -784,6 +847,7 @@ class SQLStore(Store):
                 )
                 tx.execute(f"DELETE FROM matches WHERE item_id IN ({marks})", chunk)
                 tx.execute(f"DELETE FROM items WHERE id IN ({marks})", chunk)
+            grouping.prune(tx, before)
         return len(ids)
 
     def requeue(self, ids: Sequence[int], now: datetime) -> int:
@@ -867,17 +931,58 @@ def _mark_success(
     )
 
 
-def _seen_elsewhere(tx: Tx, rule: str, canonical: str, feed: str) -> bool:
-    """Whether the rule already matched this story, linked from another item; if so the
-    feed is added to that match's ``also_in`` and no second alert is made."""
+def _record_match(
+    tx: Tx,
+    item_id: int,
+    feed: str,
+    canonical: str | None,
+    match: Match,
+    report: stories.Report,
+    now: datetime,
+    stamp: str,
+) -> int:
+    """Record a match in its story: the story of an earlier match of the same link, else
+    (when the rule groups reports) the open story it tells again, else a new one, which
+    alone alerts. Return the number of deliveries created."""
+    story = _seen_elsewhere(tx, match.rule, canonical, feed) if canonical else None
+    opened = story is None
+    held: frozenset[str] | None = None
+    weighed: stories.Weights | None = None
+    if story is None and match.stories:
+        ignore = stories.ignored(match.words)
+        weighed, found = grouping.find(tx, match.rule, report, ignore, now, match.stories)
+        if found is not None:
+            story, opened, held = found.story, False, found.held
+            log.debug("rule %s, feed %s: %s", match.rule, feed, found.reason)
+    if story is None:
+        story = grouping.open_story(tx, match.rule, now)
+    created = _insert_match(tx, item_id, match, stamp, story, report, alert=opened)
+    if created is None:
+        if opened:
+            tx.execute("DELETE FROM stories WHERE id = ?", [story])
+        return 0
+    indexed = bool(match.stories)
+    if opened:
+        if indexed:
+            grouping.index_story(tx, story, match.rule, report, now, weighed)
+    else:
+        grouping.add_report(tx, story, match.rule, report, now, indexed=indexed, held=held)
+    return created
+
+
+def _seen_elsewhere(tx: Tx, rule: str, canonical: str, feed: str) -> int | None:
+    """The story of the rule's earlier match of this link (another item: another feed, or
+    the same feed under another key), if there is one: the same article alerts once. The
+    feed is added to that match's ``also_in``."""
     row = tx.execute(
-        "SELECT m.id, m.also_in, i.feed FROM matches m JOIN items i ON i.id = m.item_id"
-        " WHERE i.canonical = ? AND m.rule = ? ORDER BY m.id LIMIT 1",
+        "SELECT m.id, m.story_id, m.also_in, i.feed FROM matches m"
+        " JOIN items i ON i.id = m.item_id WHERE i.canonical = ? AND m.rule = ?"
+        " AND m.story_id IS NOT NULL ORDER BY m.id LIMIT 1",
         [canonical, rule],
     ).fetchone()
     if row is None:
-        return False
-    match_id, also_in, first_feed = row
+        return None
+    match_id, story, also_in, first_feed = row
     feeds = json.loads(also_in or "[]")
     if feed != first_feed and feed not in feeds:
         feeds.append(feed)
@@ -885,48 +990,44 @@ def _seen_elsewhere(tx: Tx, rule: str, canonical: str, feed: str) -> bool:
             "UPDATE matches SET also_in = ? WHERE id = ?",
             [json.dumps(feeds, ensure_ascii=False), match_id],
         )
-    return True
+    return int(story)
 
 
-def _story_keys(items: Iterable[tuple[str, Sequence[Match]]]) -> list[str]:
-    """The (rule, story) locks an ingest takes before looking for earlier alerts, sorted so
-    that two ingests take them in the same order."""
-    return sorted(
-        {
-            f"{match.rule} {canonical}"
-            for link, matches in items
-            for match in matches
-            if (canonical := canonical_link(link))
-        }
-    )
+def _story_locks(matches: Iterable[Sequence[Match]]) -> list[str]:
+    """The locks an ingest takes before grouping its reports: one per rule, sorted so that
+    two ingests take them in the same order (two reports of one story, ingested at once by
+    two processes, then cannot both open it)."""
+    return sorted({f"story {match.rule}" for found in matches for match in found})
 
 
-def _record_matches(
-    tx: Tx, item_id: int, feed: str, canonical: str, matches: Sequence[Match], stamp: str
-) -> int:
-    """Record an item's matches and their deliveries, but for a story another feed's item
-    already alerted the rule of; return the deliveries created."""
-    created = 0
-    for match in matches:
-        if canonical and _seen_elsewhere(tx, match.rule, canonical, feed):
-            continue
-        created += _insert_match(tx, item_id, match, stamp)
-    return created
-
-
-def _insert_match(tx: Tx, item_id: int, match: Match, stamp: str) -> int:
+def _insert_match(
+    tx: Tx,
+    item_id: int,
+    match: Match,
+    stamp: str,
+    story: int | None = None,
+    report: stories.Report = stories.EMPTY,
+    *,
+    alert: bool = True,
+) -> int | None:
+    """Insert a match, and with ``alert`` one delivery per notifier of its rule; return how
+    many deliveries, or None when the item already had a match of the rule."""
     row = tx.execute(
-        "INSERT INTO matches (item_id, rule, terms, hits, detected_at) VALUES (?, ?, ?, ?, ?)"
-        " ON CONFLICT (item_id, rule) DO NOTHING RETURNING id",
+        "INSERT INTO matches (item_id, rule, terms, hits, detected_at, story_id, report)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (item_id, rule) DO NOTHING RETURNING id",
         [
             item_id,
             match.rule,
             json.dumps(list(match.terms), ensure_ascii=False),
             json.dumps([list(hit) for hit in match.hits], ensure_ascii=False),
             stamp,
+            story,
+            report.encode(),
         ],
     ).fetchone()
     if row is None:
+        return None
+    if not alert:
         return 0
     for notifier in match.notify:
         tx.execute(
@@ -1033,8 +1134,33 @@ def stored_item(row: dict[str, Any]) -> StoredItem:
     return StoredItem(row["feed"], entry_of(row), seen)
 
 
-def _delivery(row: dict[str, Any]) -> Delivery:
+def _story_reports(tx: Tx, ids: Sequence[int]) -> dict[int, Story]:
+    """The stories of these ids with their reports so far, in the order they came."""
+    reports: dict[int, list[StoryReport]] = {}
+    for chunk in _chunks(ids):
+        rows = tx.rows(
+            "SELECT m.story_id, m.detected_at, i.feed, i.title, i.link, i.published"
+            " FROM matches m JOIN items i ON i.id = m.item_id"
+            f" WHERE m.story_id IN ({_marks(chunk)}) ORDER BY m.id",
+            chunk,
+        )
+        for row in rows:
+            detected = from_timestamp(row["detected_at"]) or datetime.now(UTC)
+            reports.setdefault(int(row["story_id"]), []).append(
+                StoryReport(
+                    feed=row["feed"],
+                    title=row["title"] or "",
+                    link=row["link"] or "",
+                    published=from_timestamp(row["published"]),
+                    detected_at=detected,
+                )
+            )
+    return {story: Story(story, tuple(found)) for story, found in reports.items()}
+
+
+def _delivery(row: dict[str, Any], stories_told: Mapping[int, Story] | None = None) -> Delivery:
     entry = entry_of(row)
+    story = (stories_told or {}).get(row["story_id"]) if row.get("story_id") else None
     alert = Alert(
         delivery_id=row["uid"],
         rule=row["rule"],
@@ -1044,6 +1170,7 @@ def _delivery(row: dict[str, Any]) -> Delivery:
         feed_url=row["feed_url"],
         item=entry,
         detected_at=from_timestamp(row["detected_at"]) or datetime.now(UTC),
+        story=story,
     )
     created = from_timestamp(row["created_at"]) or alert.detected_at
     return Delivery(row["id"], row["notifier"], row["attempts"], created, alert)

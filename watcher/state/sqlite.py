@@ -235,6 +235,48 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
         CREATE INDEX idx_items_article_pending ON items (id) WHERE article = 'pending';
         """,
     ),
+    (
+        "group_matches_into_stories",
+        # Reports of one story from several outlets alert a rule once: every match belongs
+        # to a story of its rule (each match recorded before is a story of its own); a
+        # match keeps the words its report was compared by; stories are looked up by their
+        # words (story_keys), and words weigh by how many of a rule's stories hold them
+        # (story_words, per day).
+        """
+        CREATE TABLE stories (
+            id INTEGER PRIMARY KEY,
+            rule TEXT NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL,
+            reports INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX idx_stories_last_seen ON stories (last_seen);
+        CREATE INDEX idx_stories_rule_last_seen ON stories (rule, last_seen);
+        INSERT INTO stories (id, rule, first_seen, last_seen, reports)
+            SELECT id, rule, coalesce(detected_at, ''), coalesce(detected_at, ''), 1
+            FROM matches;
+        ALTER TABLE matches ADD COLUMN story_id INTEGER REFERENCES stories (id);
+        ALTER TABLE matches ADD COLUMN report TEXT;
+        UPDATE matches SET story_id = id;
+        CREATE INDEX idx_matches_story_id ON matches (story_id);
+        CREATE TABLE story_keys (
+            rule TEXT NOT NULL,
+            word TEXT NOT NULL,
+            opened TEXT NOT NULL,
+            story_id INTEGER NOT NULL
+        );
+        CREATE INDEX idx_story_keys_rule_word_opened
+            ON story_keys (rule, word, opened, story_id);
+        CREATE INDEX idx_story_keys_story_id ON story_keys (story_id);
+        CREATE TABLE story_words (
+            rule TEXT NOT NULL,
+            word TEXT NOT NULL,
+            day TEXT NOT NULL,
+            stories INTEGER NOT NULL,
+            PRIMARY KEY (rule, word, day)
+        ) WITHOUT ROWID;
+        """,
+    ),
 ]
 """Ordered and named; each runs in its own transaction, recorded in ``_sqlite_migrations``
 (the table sqlite-utils kept them in, so databases made before keep their record)."""

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
-from watcher.records import delivery_record, feed_record, match_record
+from watcher.records import delivery_record, feed_record, story_record
 from watcher.state import FEED_STATUSES
 from watcher.web import params
 from watcher.web.params import BadParameter
@@ -59,7 +59,7 @@ def matches(site: Site, request: Request) -> Response:
     except BadParameter as exc:
         return error(400, str(exc))
     rule = params.text(request, "rule") or None
-    return respond([match_record(m) for m in site.store.recent_matches(start, rule, limit)])
+    return respond([story_record(s) for s in site.store.stories(start, rule, limit)])
 
 
 def deliveries(site: Site, request: Request) -> Response:

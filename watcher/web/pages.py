@@ -121,7 +121,7 @@ def overview(site: Site, request: Request) -> Response:
         health=store.feed_health(),
         failing=store.feed_rows(status="failing", limit=FAILING),
         outbox=store.delivery_counts(),
-        alerts=store.recent_matches(now - timedelta(days=7), limit=ALERTS),
+        alerts=store.stories(now - timedelta(days=7), limit=ALERTS),
     )
 
 
@@ -169,7 +169,7 @@ def matches(site: Site, request: Request) -> Response:
     problem, found, since = None, [], params.text(request, "since") or "1d"
     try:
         since, start = params.since(request, "1d", site.clock())
-        found = site.store.recent_matches(start, rule, LISTED)
+        found = site.store.stories(start, rule, LISTED)
     except BadParameter as exc:
         problem = str(exc)
     return render(
@@ -178,7 +178,7 @@ def matches(site: Site, request: Request) -> Response:
         rule=rule,
         rules=rules,
         since=since,
-        matches=found,
+        stories=found,
         problem=problem,
         limit=LISTED,
     )

@@ -1,0 +1,233 @@
+"""Recording matches in stories, inside the ingest's transaction (the SQL of
+``watcher.stories``).
+
+Every match belongs to a story of its rule: the first report opens it and alerts, a later
+report of the same story within the rule's window joins it and sends nothing. The caller
+holds a lock scoped to the rule (PostgreSQL: an advisory lock; SQLite writes one at a time),
+so two processes ingesting two reports of one story decide one after the other, and every
+table written here for a rule (its stories, their keys, its word counts) is written by one
+transaction at a time.
+
+- ``stories``: the rule, first and last seen, the number of reports.
+- ``story_keys``: (rule, word, opened, story) for the informative words of a story's
+  reports (but those already in too many of the rule's stories to be looked up): the
+  index a report's open stories are looked up by, by its rare words, never a scan of the
+  rule's stories.
+- ``story_words``: per rule, word and day, how many stories opened that day hold the word
+  (the word ``''``: how many stories opened): the IDF of ``watcher.stories.Weights``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from watcher import stories
+from watcher.state.base import from_timestamp, timestamp
+
+if TYPE_CHECKING:
+    from watcher.state.sql import Tx
+
+COUNTED = timedelta(days=7)
+"""The period whose stories give a word its weight: recent, and long enough to count."""
+CANDIDATES = 10
+"""Open stories of the rule a report is compared with at most: those sharing most keys."""
+KEY_SHARE = 500
+"""A word in more than one in this many of the rule's recent stories (and in more than
+``KEY_FLOOR``) is not looked up: it would bring back a share of all the stories (each
+looked-up word reads at most this share), and a report joins a story through rarer words
+it shares."""
+KEY_FLOOR = 4
+TOTAL = ""
+"""The word of ``story_words`` that counts the stories themselves."""
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """Where a match went: its story, and whether it opened it (and so alerts)."""
+
+    story: int
+    opened: bool
+    reason: str = ""
+    held: frozenset[str] = frozenset()
+    """The words the story's reports hold (those not of any story)."""
+
+
+def weights(tx: Tx, rule: str, words: Collection[str], now: datetime) -> stories.Weights:
+    """How many of the rule's recent stories hold each of ``words``."""
+    since = _day(now - COUNTED)
+    wanted = sorted({*words, TOTAL})
+    rows = tx.execute(
+        "SELECT word, sum(stories) FROM story_words WHERE rule = ? AND day >= ?"
+        f" AND word IN ({','.join('?' * len(wanted))}) GROUP BY word",
+        [rule, since, *wanted],
+    ).fetchall()
+    counts = {word: int(count) for word, count in rows}
+    return stories.Weights(counts.pop(TOTAL, 0), counts)
+
+
+def find(
+    tx: Tx,
+    rule: str,
+    report: stories.Report,
+    ignore: Collection[str],
+    now: datetime,
+    window: timedelta,
+) -> tuple[stories.Weights, Grouped | None]:
+    """The open story of the rule (opened within ``window``) that the report tells again,
+    if one is; and the weights it was decided with."""
+    weighed = weights(tx, rule, report.words.keys() - set(ignore) - stories.COMMON, now)
+    keys = stories.keys(report, weighed, ignore, most_held(weighed))
+    if not keys:
+        return weighed, None
+    opened_since = timestamp(now - window)
+    ids = [
+        int(row[0])
+        for row in tx.execute(
+            "SELECT story_id FROM story_keys WHERE rule = ? AND opened >= ?"
+            f" AND word IN ({','.join('?' * len(keys))}) GROUP BY story_id"
+            " ORDER BY count(*) DESC, story_id LIMIT ?",
+            [rule, opened_since, *keys, CANDIDATES],
+        ).fetchall()
+    ]
+    if not ids:
+        return weighed, None
+    reports: dict[int, list[tuple[stories.Report, datetime]]] = {}
+    for story, text, detected in tx.execute(
+        "SELECT story_id, report, detected_at FROM matches"
+        f" WHERE story_id IN ({','.join('?' * len(ids))}) ORDER BY id",
+        ids,
+    ).fetchall():
+        seen = from_timestamp(detected) or now
+        reports.setdefault(int(story), []).append((stories.Report.decode(text), seen))
+    candidates = [stories.Candidate(story, tuple(reports.get(story, ()))) for story in ids]
+    chosen = stories.choose(report, candidates, weighed, ignore, now, window)
+    if chosen is None:
+        return weighed, None
+    story, verdict = chosen
+    held = (
+        frozenset(word for report, _ in reports.get(story, ()) for word in report.words)
+        - stories.COMMON
+    )
+    return weighed, Grouped(story, opened=False, reason=verdict.explain(), held=held)
+
+
+def most_held(weighed: stories.Weights) -> int:
+    """The most stories a word may be in to be looked up (``KEY_SHARE``)."""
+    return max(KEY_FLOOR, weighed.stories // KEY_SHARE)
+
+
+def open_story(tx: Tx, rule: str, now: datetime) -> int:
+    """A new story of the rule, of one report (its match is recorded next)."""
+    stamp = timestamp(now)
+    row = tx.execute(
+        "INSERT INTO stories (rule, first_seen, last_seen, reports) VALUES (?, ?, ?, 1)"
+        " RETURNING id",
+        [rule, stamp, stamp],
+    ).fetchone()
+    return int(row[0])
+
+
+def index_story(
+    tx: Tx,
+    story: int,
+    rule: str,
+    report: stories.Report,
+    now: datetime,
+    weighed: stories.Weights | None = None,
+) -> None:
+    """Index a story just opened by its report's words, and count it in the rule's
+    stories and word counts (for a rule that groups reports). A word in too many of the
+    rule's stories to be looked up (by ``weighed``, the counts it was decided with) is
+    counted, not indexed: fewer pages written for nothing."""
+    words = sorted(_indexable(report))
+    keys = words
+    if weighed is not None:
+        most = most_held(weighed)
+        keys = [word for word in words if weighed.holding.get(word, 0) <= most]
+    _index(tx, story, rule, timestamp(now), words, keys, opened=True)
+
+
+def add_report(
+    tx: Tx,
+    story: int,
+    rule: str,
+    report: stories.Report,
+    now: datetime,
+    *,
+    indexed: bool,
+    held: Collection[str] | None = None,
+) -> None:
+    """Count a later report in its story; with ``indexed`` (the rule groups reports),
+    index the words the story did not hold yet (``held``: the words its reports hold,
+    when the caller has them) and count them in the rule's word counts."""
+    row = tx.execute(
+        "UPDATE stories SET reports = reports + 1, last_seen = ? WHERE id = ? RETURNING first_seen",
+        [timestamp(now), story],
+    ).fetchone()
+    if not indexed or row is None:
+        return
+    if held is None:
+        held = [
+            word
+            for (word,) in tx.execute(
+                "SELECT word FROM story_keys WHERE story_id = ?", [story]
+            ).fetchall()
+        ]
+    words = sorted(_indexable(report) - set(held))
+    _index(tx, story, rule, row[0], words, words, opened=False)
+
+
+def _indexable(report: stories.Report) -> set[str]:
+    """The words a story is looked up by and counted under: all but those of any story."""
+    return {word for word in report.words if word not in stories.COMMON}
+
+
+def _index(
+    tx: Tx,
+    story: int,
+    rule: str,
+    first_seen: str,
+    words: list[str],
+    keys: list[str],
+    *,
+    opened: bool,
+) -> None:
+    """Look the story up by ``keys`` from now on, and count ``words`` as its words: one
+    statement each (one round trip to a PostgreSQL server, not one a word)."""
+    if keys:
+        tx.execute(
+            "INSERT INTO story_keys (rule, word, opened, story_id) VALUES "
+            + ", ".join(["(?, ?, ?, ?)"] * len(keys)),
+            [value for word in keys for value in (rule, word, first_seen, story)],
+        )
+    counted = ([TOTAL] if opened else []) + words
+    if counted:
+        day = first_seen[:10]
+        tx.execute(
+            "INSERT INTO story_words (rule, word, day, stories) VALUES "
+            + ", ".join(["(?, ?, ?, 1)"] * len(counted))
+            + " ON CONFLICT (rule, word, day) DO UPDATE SET stories = story_words.stories + 1",
+            [value for word in counted for value in (rule, word, day)],
+        )
+
+
+def _day(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d")
+
+
+def prune(tx: Tx, before: datetime) -> None:
+    """Forget stories none of whose reports is left, and the keys and word counts of the
+    stories opened before a time (older than any window)."""
+    tx.execute("DELETE FROM story_keys WHERE opened < ?", [timestamp(before)])
+    tx.execute("DELETE FROM story_words WHERE day < ?", [_day(before)])
+    tx.execute(
+        "DELETE FROM story_keys WHERE story_id IN (SELECT s.id FROM stories s WHERE NOT EXISTS"
+        " (SELECT 1 FROM matches m WHERE m.story_id = s.id))"
+    )
+    tx.execute(
+        "DELETE FROM stories WHERE NOT EXISTS (SELECT 1 FROM matches m WHERE m.story_id"
+        " = stories.id)"
+    )
