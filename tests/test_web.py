@@ -479,3 +479,30 @@ def test_pages_read_the_state_of_a_postgresql_database_too(postgres_url):
         assert "2 items matched" in web.get("/test?q=Istanbul").text
     finally:
         store.close()
+
+
+def test_matches_and_the_overview_show_each_story_once_with_its_other_reports(db):
+    from tests.test_state import PESKOV, TRUCE, TRUCE_RETOLD, report
+
+    for feed, item, moment in (
+        ("tass", report("a", *TRUCE), NOW - timedelta(hours=2)),
+        ("reuters", report("b", *TRUCE_RETOLD), NOW - timedelta(hours=1)),
+    ):
+        db.ingest(
+            feed,
+            f"https://{feed}.example/rss",
+            etag=None,
+            last_modified=None,
+            present=[],
+            new_items=[item],
+            now=moment,
+        )
+    web = client(db)
+    for path in ("/matches?since=1d", "/"):
+        page = web.get(path).text
+        assert page.count(f">{TRUCE[0]}</a>") == 1, path  # the alerted report, once
+        assert "<strong>+1 source</strong>" in page, path
+        assert "1 more report of this story, alerted once" in page, path
+        assert f">{TRUCE_RETOLD[0]}</a>" in page, path
+    (story,) = web.get("/api/matches?since=1d").json
+    assert story["rule"] == PESKOV.rule and story["story"]["outlets"] == ["tass", "reuters"]
