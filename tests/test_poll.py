@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import rss
 from tests.servers import Route
 from watcher.config import FeedConfig
-from watcher.cycle import _in_lanes
+from watcher.cycle import _in_lanes, run_once
 from watcher.errors import StateError
 from watcher.http import new_session
 from watcher.parse import parse_feed
@@ -302,3 +302,37 @@ def test_a_cycle_polls_each_hosts_feeds_on_at_most_per_host_threads_in_config_or
         outcomes = _in_lanes(pool, feeds, poll)
     assert [outcome.feed for outcome in outcomes] == [feed.name for feed in feeds]
     assert all(1 <= len(used) <= PER_HOST for used in threads.values()), threads
+
+
+def test_once_records_its_unchanged_polls_together_and_a_refusal_fails_them(
+    make_config, feed_server, monkeypatch
+):
+    for path in ("/feed.xml", "/other.xml"):
+        feed_server.routes[path] = Route(rss(item("1", "x")), etag='"v1"')
+    config = make_config(
+        feeds=[
+            {"url": feed_server.url("/feed.xml"), "name": "world"},
+            {"url": feed_server.url("/other.xml"), "name": "other"},
+        ],
+        rules=[{"name": "talks", "query": "Istanbul"}],
+    )
+    run_once(config)  # the baseline
+    written: list[list[str]] = []
+    original = SQLiteStore.record_unchanged_many
+
+    def recorded(self, polls):
+        written.append(sorted(poll.name for poll in polls))
+        return original(self, polls)
+
+    monkeypatch.setattr(SQLiteStore, "record_unchanged_many", recorded)
+    assert [o.status for o in run_once(config).outcomes] == ["not_modified"] * 2
+    assert written == [["other", "world"]]  # after the polls, in one call
+
+    def refused(self, polls):
+        raise StateError("database w.db: database or disk is full")
+
+    monkeypatch.setattr(SQLiteStore, "record_unchanged_many", refused)
+    outcomes = run_once(config).outcomes
+    assert {(o.status, o.error) for o in outcomes} == {
+        ("failed", "database error: database w.db: database or disk is full")
+    }

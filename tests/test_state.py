@@ -13,7 +13,7 @@ import watcher.state.sql
 from watcher.errors import StateError
 from watcher.models import Entry
 from watcher.rules import Hit, Match
-from watcher.state import DatabaseLock, NewItem, Store, open_store
+from watcher.state import DatabaseLock, NewItem, Store, Unchanged, open_store
 from watcher.state.base import Process, ScheduledFeed
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
@@ -303,6 +303,37 @@ def test_an_expired_lease_is_taken_over_a_live_one_never(store):
     assert store.claim_feeds("dead", NOW, 10, LEASE) == ["a"]
     assert store.claim_feeds("alive", NOW + LEASE - timedelta(seconds=1), 10, LEASE) == []
     assert store.claim_feeds("alive", NOW + LEASE, 10, LEASE) == ["a"]
+
+
+def test_unchanged_polls_are_recorded_together_as_one_by_one(store):
+    store.sync_feeds(scheduled("a", "b"), NOW)
+    store.claim_feeds("p", NOW + timedelta(seconds=5), 10, LEASE)
+    store.record_failure("b", "http://example.org/b", "HTTP 500", NOW)
+    later = NOW + timedelta(minutes=5)
+    store.record_unchanged_many(
+        [
+            Unchanged("a", "http://example.org/a", NOW, '"e1"', None, None, later),
+            Unchanged(
+                "b", "http://example.org/b", NOW, None, "Mon", "http://example.org/b2", later
+            ),
+            Unchanged("new", "http://example.org/new", NOW, '"e3"', None, None, later),
+            Unchanged("a2", "http://example.org/a", NOW, None, None, None, later),
+        ]
+    )
+    states = store.feed_states()
+    assert [
+        (states[n].etag, states[n].last_success, states[n].next_poll) for n in ("a", "new")
+    ] == [
+        ('"e1"', NOW, later),
+        ('"e3"', NOW, later),
+    ]
+    assert (states["b"].failures, states["b"].moved_to, states["b"].last_modified) == (
+        0,
+        "http://example.org/b2",
+        "Mon",
+    )
+    assert states["a"].lease_owner is None and "a2" in states
+    store.record_unchanged_many([])  # nothing to record: no transaction
 
 
 def test_a_lease_is_renewed_only_by_the_process_that_still_holds_it(store):

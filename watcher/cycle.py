@@ -18,6 +18,7 @@ from pathlib import Path
 
 from watcher.config import Config, FeedConfig, Rate
 from watcher.deliver import DeliveryReport, RateLimiter, Senders, deliver_due
+from watcher.errors import StateError
 from watcher.fulltext import WORKERS as FULL_TEXT_WORKERS
 from watcher.fulltext import ArticleOutcome, FullText, merge
 from watcher.http import new_session
@@ -25,8 +26,9 @@ from watcher.notify import Notifier, build_notifiers
 from watcher.parse import ParserPool
 from watcher.poll import PER_HOST, Poller, PollOutcome, Rules, host_of
 from watcher.rules import Matcher
-from watcher.state import DatabaseLock, is_postgres, open_store
+from watcher.state import DatabaseLock, Store, Unchanged, is_postgres, open_store
 from watcher.state.sqlite import copy_database
+from watcher.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -206,12 +208,15 @@ def _cycle(config: Config, *, dry_run: bool) -> CycleReport:
             pipeline.store.release_leases()
             pipeline.bury_orphans()
         moment = now()
+        unchanged: list[Unchanged] = []
+        pipeline.poller.unchanged = unchanged
         with Pool(max_workers=config.settings.concurrency) as pool:
             outcomes = _in_lanes(
                 pool,
                 config.feeds,
                 lambda feed: pipeline.poller.poll(feed, moment, dry_run=dry_run).matched_only(),
             )
+        outcomes = _record_unchanged(pipeline.store, unchanged, outcomes)
         if dry_run:
             outcomes = _read_in_memory(pipeline, outcomes)
         else:  # the articles of the items just stored, and of any an earlier run left pending
@@ -222,6 +227,24 @@ def _cycle(config: Config, *, dry_run: bool) -> CycleReport:
         return report
     finally:
         pipeline.close()
+
+
+def _record_unchanged(
+    store: Store, unchanged: list[Unchanged], outcomes: list[PollOutcome]
+) -> list[PollOutcome]:
+    """Record the polls that brought nothing new, together; if the database refuses, they
+    are failed polls (nothing is lost: the next cycle polls them again)."""
+    try:
+        store.record_unchanged_many(unchanged)
+    except StateError as exc:
+        log.error("cannot record %s in the database: %s", plural(len(unchanged), "poll"), exc)
+        names = {poll.name for poll in unchanged}
+        error = f"database error: {exc}"
+        return [
+            replace(outcome, status="failed", error=error) if outcome.feed in names else outcome
+            for outcome in outcomes
+        ]
+    return outcomes
 
 
 def _read_in_memory(pipeline: Pipeline, outcomes: list[PollOutcome]) -> list[PollOutcome]:

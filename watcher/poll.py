@@ -20,7 +20,7 @@ from watcher.links import safe_link
 from watcher.models import Entry
 from watcher.parse import ParsedFeed, parse_feed
 from watcher.rules import Match, Matcher
-from watcher.state import FeedState, NewItem, Store
+from watcher.state import FeedState, NewItem, Store, Unchanged
 from watcher.text import one_line, plural
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,10 @@ class Poller:
     parse: Callable[[str, bytes, Mapping[str, str], str], ParsedFeed] = parse_feed
     """How bodies are parsed: in the polling thread, or in a ``ParserPool``."""
     reported: set[tuple[str, str]] = field(default_factory=set)
+    unchanged: list[Unchanged] | None = None
+    """When a list, polls that brought nothing new are added to it, for the caller to
+    record together (``watcher once``: one transaction each was a tenth of a 304 cycle);
+    None: each is recorded at once, as a daemon must to end its lease."""
     renew: Callable[[str], bool] | None = None
     """Called with a feed's name once the poll has its host's slot, right before the
     request: whether this process still holds the feed's lease, now extended (a daemon's
@@ -166,15 +170,19 @@ class Poller:
         body_hash = hashlib.sha256(result.body).hexdigest() if result.body else None
         if result.not_modified or (body_hash is not None and body_hash == state.body_hash):
             if not dry_run:
-                self.store.record_unchanged(
+                unchanged = Unchanged(
                     feed.name,
                     feed.url,
                     now,
-                    etag=result.etag,
-                    last_modified=result.last_modified,
-                    moved_to=result.moved_to,
-                    next_poll=now + _interval(feed, rules.settings),
+                    result.etag,
+                    result.last_modified,
+                    result.moved_to,
+                    now + _interval(feed, rules.settings),
                 )
+                if self.unchanged is None:
+                    self.store.record_unchanged_many([unchanged])
+                else:
+                    self.unchanged.append(unchanged)
                 _log_recovery(feed.name, state.failures)
             return PollOutcome(feed.name, "not_modified")
         parsed = self.parse(feed.name, result.body, result.headers, result.url)

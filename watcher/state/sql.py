@@ -41,6 +41,7 @@ from watcher.state.base import (
     StoredItem,
     StoredMatch,
     StoredStory,
+    Unchanged,
     from_timestamp,
     timestamp,
 )
@@ -376,13 +377,23 @@ class SQLStore(Store):
         moved_to: str | None = None,
         next_poll: datetime | None = None,
     ) -> None:
+        poll = Unchanged(name, url, now, etag, last_modified, moved_to, next_poll)
         with self._write() as tx:
-            done = _mark_success(
-                tx, name, now, etag, last_modified, moved_to, next_poll=next_poll, url=url
-            )
-            if not done:  # a feed new to the database, or whose URL changed
-                self._ensure_feed(tx, name, url, now)
-                _mark_success(tx, name, now, etag, last_modified, moved_to, next_poll=next_poll)
+            self._unchanged(tx, poll)
+
+    def record_unchanged_many(self, polls: Sequence[Unchanged]) -> None:
+        for chunk in _chunks(polls):
+            with self._write() as tx:
+                for poll in chunk:
+                    self._unchanged(tx, poll)
+
+    def _unchanged(self, tx: Tx, poll: Unchanged) -> None:
+        marks = (poll.etag, poll.last_modified, poll.moved_to)
+        if not _mark_success(
+            tx, poll.name, poll.now, *marks, next_poll=poll.next_poll, url=poll.url
+        ):
+            self._ensure_feed(tx, poll.name, poll.url, poll.now)  # new, or its URL changed
+            _mark_success(tx, poll.name, poll.now, *marks, next_poll=poll.next_poll)
 
     def _ensure_feed(self, tx: Tx, name: str, url: str, now: datetime) -> None:
         """The feed's row; a new URL drops what was known of the old one but the baseline."""
