@@ -9,8 +9,7 @@ import logging
 import tempfile
 import threading
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor as Pool
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -22,9 +21,10 @@ from watcher.errors import StateError
 from watcher.fulltext import WORKERS as FULL_TEXT_WORKERS
 from watcher.fulltext import ArticleOutcome, FullText, merge
 from watcher.http import new_session
+from watcher.lanes import poll_all
 from watcher.notify import Notifier, build_notifiers
 from watcher.parse import ParserPool
-from watcher.poll import PER_HOST, Poller, PollOutcome, Rules, host_of
+from watcher.poll import Poller, PollOutcome, Rules
 from watcher.rules import Matcher
 from watcher.state import DatabaseLock, Store, Unchanged, is_postgres, open_store
 from watcher.state.sqlite import copy_database
@@ -211,8 +211,9 @@ def _cycle(config: Config, *, dry_run: bool) -> CycleReport:
         unchanged: list[Unchanged] = []
         pipeline.poller.unchanged = unchanged
         with Pool(max_workers=config.settings.concurrency) as pool:
-            outcomes = _in_lanes(
+            outcomes = poll_all(
                 pool,
+                config.settings.concurrency,
                 config.feeds,
                 lambda feed: pipeline.poller.poll(feed, moment, dry_run=dry_run).matched_only(),
             )
@@ -289,32 +290,6 @@ def _with_articles(
             ).matched_only()
         done.append(outcome)
     return done
-
-
-def _in_lanes(
-    pool: Pool, feeds: Sequence[FeedConfig], poll: Callable[[FeedConfig], PollOutcome]
-) -> list[PollOutcome]:
-    """Every feed polled, in the config's order, by lanes: each host's feeds are taken one
-    after another by at most ``PER_HOST`` threads. No thread then waits for a host slot: 1,000
-    feeds on one host are polled by two threads, not by sixteen taking turns for two slots and
-    for the interpreter lock (a tenth faster, measured with ``bench_compare.py --one-host``)."""
-    queues: dict[str, deque[tuple[int, FeedConfig]]] = {}
-    for index, feed in enumerate(feeds):
-        queues.setdefault(host_of(feed.url), deque()).append((index, feed))
-    outcomes: list[PollOutcome | None] = [None] * len(feeds)
-
-    def lane(queue: deque[tuple[int, FeedConfig]]) -> None:
-        while True:
-            try:
-                index, feed = queue.popleft()
-            except IndexError:
-                return
-            outcomes[index] = poll(feed)
-
-    lanes = [queue for queue in queues.values() for _ in range(min(PER_HOST, len(queue)))]
-    for future in [pool.submit(lane, queue) for queue in lanes]:
-        future.result()
-    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _limiter(current: RateLimiter | None, rate: Rate) -> RateLimiter:
