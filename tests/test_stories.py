@@ -433,6 +433,9 @@ def test_five_outlets_reporting_one_story_make_one_delivery(
     assert one.stdout == "\n".join(table) + "\n"
     missing = runner.invoke(main, ["matches", "--story", "999", "-c", str(path)])
     assert missing.exit_code == 2 and "no story 999 in the database" in missing.stderr
+    huge = runner.invoke(main, ["matches", "--story", "9" * 25, "-c", str(path)])
+    assert huge.exit_code == 2 and "--story" in huge.stderr  # a usage error, no traceback
+    assert isinstance(huge.exception, SystemExit)
 
 
 def test_the_next_digest_says_the_story_was_also_reported_elsewhere(db, receiver):

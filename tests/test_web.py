@@ -391,6 +391,28 @@ def test_off_loopback_without_web_auth_only_health_and_metrics_answer(seeded):
         assert "settings.web_auth is not set" in response.text
 
 
+@pytest.mark.parametrize(
+    ("host", "answered"),
+    [
+        ("localhost", True),
+        ("localhost:9187", True),
+        ("127.0.0.1:9187", True),
+        ("[::1]:9187", True),
+        ("evil.example:9187", False),  # a name pointed at 127.0.0.1 by a page (DNS rebinding)
+        ("127.0.0.1.evil.example", False),
+        ("", False),
+    ],
+)
+def test_the_open_pages_answer_only_requests_for_a_loopback_name(seeded, host, answered):
+    web = client(seeded)
+    response = web.get("/api/feeds", headers={"Host": host})
+    assert (response.status_code == 200) is answered, response.text
+    assert web.get("/healthz", headers={"Host": host}).status_code == 200  # probes from anywhere
+    with_auth = client(seeded, web_auth={"username": "desk", "password": "pw"})
+    authorized = {"Host": host, "Authorization": "Basic ZGVzazpwdw=="}  # desk:pw
+    assert with_auth.get("/api/feeds", headers=authorized).status_code == 200
+
+
 @pytest.mark.parametrize("loopback", [True, False])
 def test_web_auth_is_asked_for_and_compared(seeded, loopback):
     auth = {"username": "desk", "password": "pa:ss-wörd"}

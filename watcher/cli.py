@@ -260,7 +260,13 @@ def test_rule(
 @click.option("--rule", "rule_name", metavar="NAME", help="Only this rule's matches.")
 @click.option("--since", default="1d", show_default=True, help="Matches this recent.")
 @click.option("--limit", default=100, show_default=True, help="At most this many stories.")
-@click.option("--story", "story_id", type=int, metavar="ID", help="Only this story's reports.")
+@click.option(
+    "--story",
+    "story_id",
+    type=click.IntRange(1, 2**63 - 1),
+    metavar="ID",
+    help="Only this story's reports.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @config_option
 @handle_errors

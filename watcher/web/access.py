@@ -31,6 +31,23 @@ def is_loopback(listen: str) -> bool:
         return False
 
 
+def local_name(host: str | None) -> bool:
+    """Whether a request's ``Host`` names this machine: ``localhost`` or a loopback address.
+    The open pages answer only such requests: a web page the operator visits could point a
+    name of its own at 127.0.0.1 (DNS rebinding) and read them from its own origin."""
+    name = (host or "").strip().lower()
+    if name.startswith("["):
+        name = name[1 : name.find("]")] if "]" in name else name
+    elif name.count(":") == 1:
+        name = name.partition(":")[0]
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def page_access(loopback: bool, auth: WebAuth | None) -> Access:
     if auth is not None:
         return Access.PASSWORD

@@ -15,7 +15,7 @@ from werkzeug.wrappers import Request, Response
 from watcher import health
 from watcher.errors import StateError
 from watcher.web import api, pages
-from watcher.web.access import Access, authorized, page_access
+from watcher.web.access import Access, authorized, local_name, page_access
 from watcher.web.headers import SECURITY_HEADERS
 from watcher.web.site import Site
 
@@ -117,7 +117,14 @@ class WebApp:
     def _refused(self, request: Request) -> Response | None:
         access = self.access
         if access is Access.OPEN:
-            return None
+            if local_name(request.host):
+                return None
+            return Response(
+                "Without settings.web_auth the pages answer only requests for localhost or a"
+                " loopback address.\n",
+                status=403,
+                content_type="text/plain; charset=utf-8",
+            )
         if access is Access.OFF:
             return Response(
                 "The web pages are off: watcher listens on an address other machines can"
