@@ -481,3 +481,32 @@ def test_the_next_digest_says_the_story_was_also_reported_elsewhere(db, receiver
     (hook,) = receiver.bodies("/hook")
     (alerted,) = hook["alerts"]
     assert [r["feed"] for r in alerted["story"]["reports"]] == ["tass", "reuters", "meduza"]
+
+
+def test_a_dry_run_lists_one_alert_for_a_story_that_five_outlets_report(
+    five_outlets, feed_server, receiver, monkeypatch
+):
+    assert not run_once(five_outlets).failed  # the baseline: empty feeds
+    publish(feed_server, *OUTLETS)
+    report = run_once(five_outlets, dry_run=True)
+    assert report.alerts is not None and [a.rule for a in report.alerts] == ["peskov"]
+    assert sum(len(o.new_items) for o in report.outcomes) == 5  # five matches, one alert
+    assert receiver.bodies("/hook") == []  # nothing sent
+    monkeypatch.delenv("WATCHER_CONFIG", raising=False)
+    monkeypatch.delenv("WATCHER_DB", raising=False)
+    path = Path(five_outlets.settings.database).parent / "dry.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "settings": {"database": five_outlets.settings.database, "listen": None},
+                "feeds": [{"url": feed_server.url(f"/{o}.xml"), "name": o} for o in OUTLETS],
+                "rules": [{"name": "peskov", "any": ["Peskov"], "notify": ["hook"]}],
+                "notify": {"hook": {"type": "webhook", "url": receiver.url("/hook")}},
+            }
+        )
+    )
+    printed = CliRunner().invoke(main, ["once", "--dry-run", "-c", str(path)])
+    assert printed.exit_code == 0, printed.output
+    rows = [line for line in printed.stdout.splitlines()[1:] if line.startswith("peskov")]
+    assert len(rows) == 1 and " hook " in rows[0]
+    assert run_once(five_outlets).delivery.sent == 1  # as the dry run said

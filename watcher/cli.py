@@ -130,6 +130,14 @@ def once(config_file: str | None, dry_run: bool) -> None:
             for match in item.matches:
                 for notifier in match.notify or ("-",):
                     rows.append((match.rule, notifier, outcome.feed, title, link))
+    if report.alerts is not None:  # a dry run on SQLite: only reports opening a story alert
+        notify = {rule.name: rule.notify for rule in config.compiled_rules()}
+        rows = [
+            (alert.rule, notifier, alert.item.feed, title, safe_link(alert.item.entry.link))
+            for alert in report.alerts
+            for title in [one_line(alert.item.entry.title)[:70]]
+            for notifier in notify.get(alert.rule) or ("-",)
+        ]
     if dry_run:
         if rows:
             click.echo(table(("RULE", "NOTIFIER", "FEED", "TITLE", "LINK"), rows))

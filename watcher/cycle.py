@@ -26,7 +26,7 @@ from watcher.notify import Notifier, build_notifiers
 from watcher.parse import ParserPool
 from watcher.poll import Poller, PollOutcome, Rules
 from watcher.rules import Matcher
-from watcher.state import DatabaseLock, Store, Unchanged, is_postgres, open_store
+from watcher.state import DatabaseLock, Store, StoredMatch, Unchanged, is_postgres, open_store
 from watcher.state.sqlite import copy_database
 from watcher.text import plural
 
@@ -162,6 +162,10 @@ class Pipeline:
 class CycleReport:
     outcomes: list[PollOutcome] = field(default_factory=list)
     delivery: DeliveryReport = field(default_factory=DeliveryReport)
+    alerts: list[StoredMatch] | None = None
+    """A dry run on SQLite: the reports that would alert, those that open a story; the
+    grouping decided on the throwaway copy of the database. None: not known (PostgreSQL,
+    where a dry run records nothing), and every match would alert."""
 
     @property
     def failed(self) -> bool:
@@ -223,11 +227,42 @@ def _cycle(config: Config, *, dry_run: bool) -> CycleReport:
         else:  # the articles of the items just stored, and of any an earlier run left pending
             outcomes = _with_articles(outcomes, pipeline.fulltext.drain())
         report = CycleReport(outcomes)
+        if dry_run and not shared:
+            report.alerts = _would_alert(pipeline, outcomes, moment)
         if not dry_run:
             report.delivery = pipeline.deliver(owner=f"once-{uuid.uuid4().hex}" if shared else None)
         return report
     finally:
         pipeline.close()
+
+
+def _would_alert(
+    pipeline: Pipeline, outcomes: list[PollOutcome], moment: datetime
+) -> list[StoredMatch]:
+    """The reports a dry run would alert: its matched items recorded in the throwaway copy
+    of the database, whose stories decide, as in a real run, which report opens a story
+    (and alerts) and which joins one."""
+    matched = 0
+    for outcome in outcomes:
+        feed = pipeline.feed(outcome.feed)
+        items = [item for item in outcome.new_items if item.matches]
+        if feed is None or not items:
+            continue
+        matched += sum(len(item.matches) for item in items)
+        pipeline.store.ingest(
+            feed.name,
+            feed.url,
+            etag=None,
+            last_modified=None,
+            present=[],
+            new_items=items,
+            now=moment,
+        )
+    if not matched:
+        return []
+    stories = pipeline.store.stories(moment, limit=matched)
+    opened = [story.reports[0] for story in stories if story.reports[0].detected_at >= moment]
+    return sorted(opened, key=lambda report: (report.item.feed, report.rule))
 
 
 def _record_unchanged(
