@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import unicodedata
 from datetime import UTC, datetime
 
 import pytest
@@ -20,7 +21,15 @@ from watcher.rules import Matcher, Rule
 from watcher.search import find
 from watcher.state import NewItem, Store, open_store
 from watcher.state.sql import item_words
-from watcher.text import highlight, latin_words
+from watcher.text import (
+    _SPELLINGS,
+    _WORD,
+    _spelled,
+    _spelled_as_cp1251,
+    highlight,
+    latin_words,
+    words,
+)
 
 NOW = datetime(2026, 11, 25, 12, tzinfo=UTC)
 
@@ -203,3 +212,20 @@ def test_items_stored_before_get_their_latin_spelling_indexed(tmp_path):
         assert [f.item.entry.key for f in found.found] == ["2", "1"]
     finally:
         store.close()
+
+
+CP1251 = bytes(range(32, 256)).decode("cp1251", errors="ignore")
+
+
+@given(st.text(alphabet=st.sampled_from(list(CP1251 + "Песков Київ ґ є ї і ъ ь ")), max_size=60))
+@settings(max_examples=500)
+def test_text_windows_1251_holds_is_spelled_as_word_by_word(text):
+    """The letter-at-a-time path for text Windows-1251 can hold (most Cyrillic news) gives
+    the very words of the word-by-word path, which every other script takes."""
+    fast = _spelled_as_cp1251(text)
+    if fast is None:
+        return
+    found = _WORD.findall(unicodedata.normalize("NFC", text.casefold()))
+    _SPELLINGS.clear()
+    word_by_word = " ".join(_spelled(word) for word in found).split()
+    assert words(fast) == word_by_word

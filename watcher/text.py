@@ -206,6 +206,9 @@ def latin_words(text: str) -> list[str] | None:
     """
     if text.isascii() or not _OTHER_SCRIPTS.search(text):
         return None
+    spelled_whole = _spelled_as_cp1251(text)
+    if spelled_whole is not None:
+        return words(spelled_whole)
     found = _WORD.findall(unicodedata.normalize("NFC", text.casefold()))
     spelled: list[str | None] = list(map(_SPELLINGS.get, found))
     missing = -1
@@ -228,6 +231,58 @@ _OTHER_SCRIPTS = re.compile(
 none of their characters has no word to transliterate."""
 
 
+def _spelled_as_cp1251(text: str) -> str | None:
+    """Text that Windows-1251 can hold (Russian, Ukrainian, Belarusian, Serbian and
+    Macedonian Cyrillic, with ASCII and typographic punctuation: most of what Cyrillic
+    outlets publish) spelled in Latin letters a letter at a time, in C: encoded, each
+    letter's byte translated, the few spelled with several letters replaced. What the word
+    by word path gives, at a sixth of its cost (anyascii spells one letter at a time too;
+    ``tests/test_transliterate.py`` holds the two paths to each other). None for other text."""
+    try:
+        encoded = text.encode("cp1251")
+    except UnicodeEncodeError:
+        return None
+    table, dropped, longer, unlike = _cp1251_latin()
+    if any(byte in encoded for byte in unlike):
+        return None
+    spelled = encoded.translate(table, dropped)
+    for byte, letters in longer:
+        if byte in spelled:
+            spelled = spelled.replace(byte, letters)
+    return spelled.decode("ascii")
+
+
+@functools.cache
+def _cp1251_latin() -> tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...], tuple[bytes, ...]]:
+    """For ``_spelled_as_cp1251``: the translation table of Windows-1251's bytes, the bytes
+    dropped (soft and hard signs), the bytes spelled with several letters, and those whose
+    letter the word by word path spells otherwise (``µ`` folds into Greek ``μ``, say)."""
+    table = bytearray(range(256))
+    dropped = bytearray()
+    longer = []
+    unlike = []
+    for code in range(128, 256):
+        try:
+            char = bytes([code]).decode("cp1251")
+        except UnicodeDecodeError:
+            continue
+        if not _foreign(char):  # punctuation, signs: between words, as in words()
+            table[code] = ord(" ")
+            continue
+        letters = anyascii(char).replace("'", "").lower().encode("ascii")
+        folded = unicodedata.normalize("NFC", char.casefold())
+        if _spelled(folded) != letters.decode():
+            unlike.append(bytes([code]))
+            continue
+        if not letters:
+            dropped.append(code)
+        elif len(letters) == 1:
+            table[code] = letters[0]
+        else:
+            longer.append((bytes([code]), letters))
+    return bytes(table), bytes(dropped), tuple(longer), tuple(unlike)
+
+
 _SPELLINGS: dict[str, str] = {}
 """``_spelled`` of the words met lately. A plain dict, looked up in one ``map`` over a
 text's words: an ``lru_cache`` call per word doubled the cost of matching Cyrillic text."""
@@ -237,10 +292,13 @@ MAX_SPELLINGS = 200_000
 def _spelled(word: str) -> str:
     """A word (case-folded, composed) as ``latin_words`` gives it, its words joined by
     spaces: in Latin letters when it holds a letter of another script. Apostrophes that
-    stand for soft and hard signs (``ob'yavil``) are dropped rather than splitting it."""
-    spelled = " ".join(words(word))
-    if _foreign(word):
-        spelled = " ".join(words(anyascii(word).replace("'", ""))) or spelled
+    stand for soft and hard signs (``ob'yavil``) are dropped rather than splitting it; a
+    word of a script anyascii does not know keeps its own letters."""
+    ascii_form = anyascii(word) if _foreign(word) else ""
+    if ascii_form:
+        spelled = " ".join(words(ascii_form.replace("'", "")))
+    else:
+        spelled = " ".join(words(word))
     if len(_SPELLINGS) >= MAX_SPELLINGS:
         _SPELLINGS.clear()
     _SPELLINGS[word] = spelled
