@@ -83,25 +83,26 @@ def find(
     if not keys:
         return weighed, None
     opened_since = timestamp(now - window)
-    ids = [
-        int(row[0])
-        for row in tx.execute(
-            "SELECT story_id FROM story_keys WHERE rule = ? AND opened >= ?"
-            f" AND word IN ({','.join('?' * len(keys))}) GROUP BY story_id"
-            " ORDER BY count(*) DESC, story_id LIMIT ?",
-            [rule, opened_since, *keys, CANDIDATES],
-        ).fetchall()
-    ]
-    if not ids:
+    # the candidates, those sharing most keys first, and their reports: one round trip
+    rows = tx.execute(
+        "WITH candidates AS (SELECT story_id, count(*) AS shared FROM story_keys"
+        f" WHERE rule = ? AND opened >= ? AND word IN ({','.join('?' * len(keys))})"
+        " GROUP BY story_id ORDER BY shared DESC, story_id LIMIT ?)"
+        " SELECT c.story_id, m.report, m.detected_at FROM candidates c"
+        " LEFT JOIN matches m ON m.story_id = c.story_id"
+        " ORDER BY c.shared DESC, c.story_id, m.id",
+        [rule, opened_since, *keys, CANDIDATES],
+    ).fetchall()
+    if not rows:
         return weighed, None
+    ids: list[int] = []
     reports: dict[int, list[tuple[stories.Report, datetime]]] = {}
-    for story, text, detected in tx.execute(
-        "SELECT story_id, report, detected_at FROM matches"
-        f" WHERE story_id IN ({','.join('?' * len(ids))}) ORDER BY id",
-        ids,
-    ).fetchall():
-        seen = from_timestamp(detected) or now
-        reports.setdefault(int(story), []).append((stories.Report.decode(text), seen))
+    for story, text, detected in rows:
+        if not ids or ids[-1] != int(story):
+            ids.append(int(story))
+        if text is not None:
+            seen = from_timestamp(detected) or now
+            reports.setdefault(int(story), []).append((stories.Report.decode(text), seen))
     candidates = [stories.Candidate(story, tuple(reports.get(story, ()))) for story in ids]
     chosen = stories.choose(report, candidates, weighed, ignore, now, window)
     if chosen is None:
