@@ -21,7 +21,7 @@ import click
 from watcher import __version__, logs
 from watcher.config import Config, config_path, load, parse_duration
 from watcher.errors import ConfigError, QueryError, WatcherError
-from watcher.links import safe_link
+from watcher.links import safe_link, shown_url
 from watcher.query import DEFAULT_FIELDS, parse
 from watcher.records import delivery_record, feed_record, item_record, story_record
 from watcher.rules import Matcher, Rule
@@ -468,7 +468,7 @@ def feeds(as_json: bool, config_file: str | None) -> None:
         # often what helps (the feeds an HTML page advertises).
         error = one_line(state.last_error or "")
         if state.moved_to:
-            error = f"{error} (moved to {safe_link(state.moved_to)})".strip()
+            error = f"{error} (moved to {shown_url(state.moved_to)})".strip()
         seen = _when(state.last_success) if state.last_success else "-"
         rows.append(
             (

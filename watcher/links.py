@@ -25,6 +25,30 @@ def safe_link(link: str) -> str:
     return _UNSAFE.sub(lambda found: quote(found[0]), link)
 
 
+_SECRET_PARAMETER = re.compile(
+    r"(?:.*[_.-])?(?:api)?(?:key|token|secret|password|passwd|pwd|pass|auth|sig|signature"
+    r"|session|sid|credentials?)",
+    re.IGNORECASE,
+)
+
+
+def shown_url(url: str) -> str:
+    """A feed's URL as the pages and ``--json`` show it: ``safe_link``'s, and the values of
+    query parameters named like secrets (``key``, ``api_key``, ``token``, ``sig``, ...)
+    masked: a paid feed's URL often carries its subscriber's token."""
+    link = safe_link(url)
+    parts = urlsplit(link)
+    if not parts.query:
+        return link
+    query = [
+        (name, "***" if value and _SECRET_PARAMETER.fullmatch(name) else value)
+        for name, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    if all(value != "***" for _, value in query):
+        return link
+    return urlunsplit(parts._replace(query=urlencode(query, safe="*")))
+
+
 def canonical_link(link: str) -> str:
     """A key for the story a link points at: no scheme, host in lower case, no default port,
     no ``utm_*`` parameters, no fragment. Empty for a link that is not http(s)."""

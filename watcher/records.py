@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from watcher.links import safe_link
+from watcher.links import safe_link, shown_url
 from watcher.state import DeliveryRow, FeedState, StoredItem, StoredMatch, StoredStory
 from watcher.text import one_line
 
@@ -20,14 +20,14 @@ def iso(moment: datetime | None) -> str | None:
 def feed_record(name: str, url: str, state: FeedState, items: int) -> dict[str, Any]:
     return {
         "name": name,
-        "url": url,
+        "url": shown_url(url),
         "status": state.status,
         "last_success": iso(state.last_success),
         "failures": state.failures,
         "last_error": state.last_error,
         "next_try": iso(state.next_poll),
         "next_poll": None if state.gone else iso(state.next_poll),
-        "moved_to": state.moved_to,
+        "moved_to": state.moved_to and shown_url(state.moved_to),
         "items": items,
     }
 

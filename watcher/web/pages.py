@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from watcher import __version__
 from watcher.errors import QueryError
-from watcher.links import safe_link
+from watcher.links import safe_link, shown_url
 from watcher.query import parse
 from watcher.search import find
 from watcher.state import FEED_STATUSES
@@ -88,7 +88,9 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(when=when, link=safe_link, plain=plain, duration=duration)
+    environment.filters.update(
+        when=when, link=safe_link, shown=shown_url, plain=plain, duration=duration
+    )
     environment.globals.update(
         version=__version__,
         marked=marked,
