@@ -38,16 +38,18 @@ def poll_all(
 ) -> list[PollOutcome]:
     """Every feed polled once, on at most ``limit`` threads of ``pool``; the outcomes in the
     feeds' order."""
-    return _Lanes(feeds, poll, limit).run(pool)
+    return _Lanes(pool, feeds, poll, limit).run()
 
 
 class _Lanes:
     def __init__(
         self,
+        pool: ThreadPoolExecutor,
         feeds: Sequence[FeedConfig],
         poll: Callable[[FeedConfig], PollOutcome],
         limit: int,
     ) -> None:
+        self.pool = pool
         self.poll = poll
         self.limit = max(1, limit)
         self.queues: dict[str, deque[tuple[int, FeedConfig]]] = {}
@@ -63,10 +65,8 @@ class _Lanes:
         """Threads polling now."""
         self.futures: list[Future[None]] = []
         self.lock = threading.Lock()
-        self.pool: ThreadPoolExecutor | None = None
 
-    def run(self, pool: ThreadPoolExecutor) -> list[PollOutcome]:
-        self.pool = pool
+    def run(self) -> list[PollOutcome]:
         with self.lock:
             for _ in range(min(START, self.limit)):
                 self._add_thread()
@@ -82,7 +82,6 @@ class _Lanes:
         return [outcome for outcome in self.outcomes if outcome is not None]
 
     def _add_thread(self) -> None:
-        assert self.pool is not None
         self.threads += 1
         self.futures.append(self.pool.submit(self._work))
 
