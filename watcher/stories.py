@@ -71,8 +71,6 @@ ACRONYM = 6
 """Letters of an acronym at most (NATO, UNESCO): a longer word in capitals is shouted."""
 ANCHORS = 2
 """Shared anchors (names, numbers, rare words) a report needs with a story's report."""
-KEYS = 8
-"""Words of a report a story is looked up by: its heaviest ones."""
 
 ENTITIES = frozenset(ALIASES.values()) | (frozenset(PHRASES.values()) - set(SYNONYMS.values()))
 """Known places and organisations (the words ``ALIASES`` and ``PHRASES`` give)."""
@@ -334,20 +332,6 @@ class Weights:
         """Whether a shared word can bind two reports: a name, a number or a rare word,
         never one of those of any story."""
         return word not in COMMON and (kind[0] in "en" or self.idf(word) >= RARE)
-
-
-def keys(report: Report, weights: Weights, ignore: Collection[str], most: int) -> list[str]:
-    """The words to look a report's stories up by: its ``KEYS`` heaviest anchors that some
-    recent story holds, but not more than ``most`` of them (a word in many stories would
-    bring back a share of them all). A report joins a story only through a word of these."""
-    anchors = [
-        (-weights.weight(word, kind), word)
-        for word, kind in report.words.items()
-        if word not in ignore
-        and 0 < weights.holding.get(word, 0) <= most
-        and weights.anchor(word, kind)
-    ]
-    return [word for _, word in sorted(anchors)[:KEYS]]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ KEY_SHARE = 500
 looked-up word reads at most this share), and a report joins a story through rarer words
 it shares."""
 KEY_FLOOR = 4
+KEYS = 8
+"""Words a report's stories are looked up by at most: its rarest (in the fewest stories)."""
 TOTAL = ""
 """The word of ``story_words`` that counts the stories themselves."""
 
@@ -55,17 +57,27 @@ class Grouped:
     """The words the story's reports hold (those not of any story)."""
 
 
-def weights(tx: Tx, rule: str, words: Collection[str], now: datetime) -> stories.Weights:
-    """How many of the rule's recent stories hold each of ``words``."""
-    since = _day(now - COUNTED)
-    wanted = sorted({*words, TOTAL})
-    rows = tx.execute(
-        "SELECT word, sum(stories) FROM story_words WHERE rule = ? AND day >= ?"
-        f" AND word IN ({','.join('?' * len(wanted))}) GROUP BY word",
-        [rule, since, *wanted],
-    ).fetchall()
-    counts = {word: int(count) for word, count in rows}
-    return stories.Weights(counts.pop(TOTAL, 0), counts)
+LOOKUP = """
+WITH counts AS (
+    SELECT word, sum(stories) AS held FROM story_words
+    WHERE rule = ? AND day >= ? AND word IN (SELECT value FROM {each}) GROUP BY word),
+keys AS (
+    SELECT word FROM counts WHERE word <> '' AND (held <= ?
+        OR held * ? <= (SELECT coalesce(sum(held), 0) FROM counts WHERE word = ''))
+    ORDER BY held, word LIMIT ?),
+candidates AS (
+    SELECT story_id, count(*) AS shared FROM story_keys
+    WHERE rule = ? AND opened >= ? AND word IN (SELECT word FROM keys)
+    GROUP BY story_id ORDER BY shared DESC, story_id LIMIT ?)
+SELECT word, held, NULL, NULL, NULL, NULL FROM counts
+UNION ALL
+SELECT NULL, c.shared, c.story_id, m.id, m.report, m.detected_at
+FROM candidates c LEFT JOIN matches m ON m.story_id = c.story_id
+"""
+"""In one round trip: how many of the rule's recent stories hold each of the report's
+words (``TOTAL``: how many stories there are), and the open stories that share most of its
+keys, with their reports. A key is a word that recent stories hold, but not too many of
+them (``most_held``, written out here)."""
 
 
 def find(
@@ -78,32 +90,28 @@ def find(
 ) -> tuple[stories.Weights, Grouped | None]:
     """The open story of the rule (opened within ``window``) that the report tells again,
     if one is; and the weights it was decided with."""
-    weighed = weights(tx, rule, report.words.keys() - set(ignore) - stories.COMMON, now)
-    keys = stories.keys(report, weighed, ignore, most_held(weighed))
-    if not keys:
-        return weighed, None
-    opened_since = timestamp(now - window)
-    # the candidates, those sharing most keys first, and their reports: one round trip
+    words = sorted(report.words.keys() - set(ignore) - stories.COMMON)
     rows = tx.execute(
-        "WITH candidates AS (SELECT story_id, count(*) AS shared FROM story_keys"
-        f" WHERE rule = ? AND opened >= ? AND word IN ({','.join('?' * len(keys))})"
-        " GROUP BY story_id ORDER BY shared DESC, story_id LIMIT ?)"
-        " SELECT c.story_id, m.report, m.detected_at FROM candidates c"
-        " LEFT JOIN matches m ON m.story_id = c.story_id"
-        " ORDER BY c.shared DESC, c.story_id, m.id",
-        [rule, opened_since, *keys, CANDIDATES],
+        LOOKUP.format(each=tx.each),
+        [
+            *(rule, _day(now - COUNTED), tx.listed([TOTAL, *words])),
+            *(KEY_FLOOR, KEY_SHARE, KEYS),
+            *(rule, timestamp(now - window), CANDIDATES),
+        ],
     ).fetchall()
-    if not rows:
-        return weighed, None
-    ids: list[int] = []
+    counts: dict[str, int] = {}
+    found: list[tuple[int, int, int, str, str]] = []
+    for word, held, story, match, text, detected in rows:
+        if story is None:
+            counts[word] = int(held)
+        elif match is not None:
+            found.append((-int(held), int(story), int(match), text, detected))
+    weighed = stories.Weights(counts.pop(TOTAL, 0), counts)
     reports: dict[int, list[tuple[stories.Report, datetime]]] = {}
-    for story, text, detected in rows:
-        if not ids or ids[-1] != int(story):
-            ids.append(int(story))
-        if text is not None:
-            seen = from_timestamp(detected) or now
-            reports.setdefault(int(story), []).append((stories.Report.decode(text), seen))
-    candidates = [stories.Candidate(story, tuple(reports.get(story, ()))) for story in ids]
+    for _, story, _, text, detected in sorted(found):
+        seen = from_timestamp(detected) or now
+        reports.setdefault(story, []).append((stories.Report.decode(text), seen))
+    candidates = [stories.Candidate(story, tuple(told)) for story, told in reports.items()]
     chosen = stories.choose(report, candidates, weighed, ignore, now, window)
     if chosen is None:
         return weighed, None
@@ -148,7 +156,7 @@ def index_story(
     if weighed is not None:
         most = most_held(weighed)
         keys = [word for word in words if weighed.holding.get(word, 0) <= most]
-    _index(tx, story, rule, timestamp(now), words, keys, opened=True)
+    _index(tx, story, rule, words, keys, opened=True)
 
 
 def add_report(
@@ -164,21 +172,17 @@ def add_report(
     """Count a later report in its story; with ``indexed`` (the rule groups reports),
     index the words the story did not hold yet (``held``: the words its reports hold,
     when the caller has them) and count them in the rule's word counts."""
-    row = tx.execute(
-        "UPDATE stories SET reports = reports + 1, last_seen = ? WHERE id = ? RETURNING first_seen",
+    words: list[str] = []
+    if indexed:
+        if held is None:
+            rows = tx.execute("SELECT word FROM story_keys WHERE story_id = ?", [story])
+            held = [word for (word,) in rows.fetchall()]
+        words = sorted(_indexable(report) - set(held))
+    tx.execute(
+        "UPDATE stories SET reports = reports + 1, last_seen = ? WHERE id = ?",
         [timestamp(now), story],
-    ).fetchone()
-    if not indexed or row is None:
-        return
-    if held is None:
-        held = [
-            word
-            for (word,) in tx.execute(
-                "SELECT word FROM story_keys WHERE story_id = ?", [story]
-            ).fetchall()
-        ]
-    words = sorted(_indexable(report) - set(held))
-    _index(tx, story, rule, row[0], words, words, opened=False)
+    )
+    _index(tx, story, rule, words, words, opened=False)
 
 
 def _indexable(report: stories.Report) -> set[str]:
@@ -190,28 +194,28 @@ def _index(
     tx: Tx,
     story: int,
     rule: str,
-    first_seen: str,
     words: list[str],
     keys: list[str],
     *,
     opened: bool,
 ) -> None:
-    """Look the story up by ``keys`` from now on, and count ``words`` as its words: one
-    statement each (one round trip to a PostgreSQL server, not one a word)."""
+    """Look the story up by ``keys`` from now on, and count ``words`` as its words, under
+    the time and day the story opened: one statement each (one round trip to a PostgreSQL
+    server, not one a word), whose text is the same for any number of words (``Tx.each``)."""
     if keys:
         tx.execute(
-            "INSERT INTO story_keys (rule, word, opened, story_id) VALUES "
-            + ", ".join(["(?, ?, ?, ?)"] * len(keys)),
-            [value for word in keys for value in (rule, word, first_seen, story)],
+            "INSERT INTO story_keys (rule, word, opened, story_id)"
+            f" SELECT ?, value, s.first_seen, s.id FROM stories s, {tx.each} WHERE s.id = ?",
+            [rule, tx.listed(keys), story],
         )
     counted = ([TOTAL] if opened else []) + words
     if counted:
-        day = first_seen[:10]
         tx.execute(
-            "INSERT INTO story_words (rule, word, day, stories) VALUES "
-            + ", ".join(["(?, ?, ?, 1)"] * len(counted))
-            + " ON CONFLICT (rule, word, day) DO UPDATE SET stories = story_words.stories + 1",
-            [value for word in counted for value in (rule, word, day)],
+            "INSERT INTO story_words (rule, word, day, stories)"
+            f" SELECT ?, value, substr(s.first_seen, 1, 10), 1 FROM stories s, {tx.each}"
+            " WHERE s.id = ?"
+            " ON CONFLICT (rule, word, day) DO UPDATE SET stories = story_words.stories + 1",
+            [rule, tx.listed(counted), story],
         )
 
 

@@ -26,6 +26,10 @@ from watcher.state.sql import SQLStore, Tx, fill_words
 CONNECT_TIMEOUT = 10
 MIGRATION_LOCK = 0x77617463  # "watc": one advisory lock id for watcher's migrations
 
+PIPELINES = psycopg.Pipeline.is_supported()
+"""Whether the libpq under psycopg sends statements together (``_Tx.together``): from
+libpq 14 on, which psycopg's binary package always has."""
+
 FIRST_WINDOW = 2000
 """Ids a search reads first (see ``PostgresStore._indexed_ids``)."""
 
@@ -219,8 +223,18 @@ def _dialect(sql: str) -> str:
 class _Tx:
     """A psycopg connection behind the ``Tx`` protocol of sql.py."""
 
+    each = "unnest(CAST(? AS text[])) AS listed(value)"
+
     def __init__(self, connection: psycopg.Connection[Any]) -> None:
         self.connection = connection
+
+    def listed(self, values: Sequence[str]) -> list[str]:
+        return list(values)
+
+    def together(self) -> contextlib.AbstractContextManager[Any]:
+        if PIPELINES:
+            return self.connection.pipeline()
+        return contextlib.nullcontext()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Any]:
         return self.connection.execute(_dialect(sql), params)

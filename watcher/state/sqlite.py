@@ -10,6 +10,7 @@ is waited for (``busy_timeout``) instead of failing at once with "database is lo
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import threading
@@ -332,8 +333,16 @@ def _statements(script: str) -> Iterator[str]:
 class _Tx:
     """A sqlite3 connection behind the ``Tx`` protocol of sql.py."""
 
+    each = "json_each(?)"
+
     def __init__(self, connection: sqlite3.Connection) -> None:
         self.connection = connection
+
+    def listed(self, values: Sequence[str]) -> str:
+        return json.dumps(list(values), ensure_ascii=False)
+
+    def together(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         return self.connection.execute(sql, params)
@@ -390,6 +399,9 @@ class SQLiteStore(SQLStore):
             connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
             connection.execute("PRAGMA foreign_keys = ON")
             connection.execute("PRAGMA synchronous = NORMAL")
+            # sorts and subquery results in memory: a long-lived connection put them in
+            # temporary files (a story lookup took 0.25 ms instead of 0.08)
+            connection.execute("PRAGMA temp_store = MEMORY")
             self._local.connection = connection
             with self._lock:
                 self._close_finished()
