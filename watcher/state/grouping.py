@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 COUNTED = timedelta(days=7)
 """The period whose stories give a word its weight: recent, and long enough to count."""
-CANDIDATES = 10
+CANDIDATES = 5
 """Open stories of the rule a report is compared with at most: those sharing most keys."""
 KEY_SHARE = 500
 """A word in more than one in this many of the rule's recent stories (and in more than
@@ -52,7 +52,8 @@ class Grouped:
 
     story: int
     opened: bool
-    reason: str = ""
+    verdict: stories.Verdict | None = None
+    """Why it joined the story (``Verdict.explain``)."""
     held: frozenset[str] = frozenset()
     """The words the story's reports hold (those not of any story)."""
 
@@ -120,7 +121,7 @@ def find(
         frozenset(word for report, _ in reports.get(story, ()) for word in report.words)
         - stories.COMMON
     )
-    return weighed, Grouped(story, opened=False, reason=verdict.explain(), held=held)
+    return weighed, Grouped(story, opened=False, verdict=verdict, held=held)
 
 
 def most_held(weighed: stories.Weights) -> int:

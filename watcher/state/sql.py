@@ -980,7 +980,8 @@ def _record_match(
         weighed, found = grouping.find(tx, match.rule, report, ignore, now, match.stories)
         if found is not None:
             story, opened, held = found.story, False, found.held
-            log.debug("rule %s, feed %s: %s", match.rule, feed, found.reason)
+            if found.verdict and log.isEnabledFor(logging.DEBUG):
+                log.debug("rule %s, feed %s: %s", match.rule, feed, found.verdict.explain())
     if story is None:
         story = grouping.open_story(tx, match.rule, now)
     match_id = _insert_match(tx, item_id, match, stamp, story, report)
