@@ -49,6 +49,18 @@ def test_outlets_naming_one_thing_differently_share_its_word():
     assert report_of("Zelenskiy", "").words.keys() == report_of("Zelenskyy", "").words.keys()
 
 
+def test_a_word_and_its_synonyms_are_one_word_however_written():
+    """ "Truce", "ceasefire", "ceasefires" and "cease fire" are one word, so a rule
+    ``ceasefire`` ignores all of them (they are in every story it matches) and two
+    reports saying it in different words share it."""
+    forms = ["Truce holds", "Ceasefire holds", "Ceasefires hold", "Cease fire holds"]
+    words = [set(report_of(title, "").words) for title in forms]
+    assert all(found == words[0] for found in words)
+    assert not set(report_of("Truce holds", "").words) - ignored(["ceasefire"]) - {"hold"}
+    hostages = [report_of(title, "").words.keys() for title in ("Captives freed", "Hostages freed")]
+    assert hostages[0] == hostages[1]
+
+
 def test_a_report_knows_names_numbers_and_places_and_counts_a_name_once():
     found = report_of(
         "Starmer hosts Zelensky in London",

@@ -137,7 +137,7 @@ def canonical(word: str) -> str:
     if word in NAMES:
         return NAMES[word]
     if word in SYNONYMS:
-        return SYNONYMS[word]
+        return _stem(SYNONYMS[word])
     if word in NUMBERS:
         return NUMBERS[word]
     ordinal = _ORDINAL.match(word)
@@ -146,7 +146,9 @@ def canonical(word: str) -> str:
     if _NUMBER.fullmatch(word):
         return _LEADING_ZEROS.sub("", word).replace(",", ".")
     stem = _stem(word)
-    return ALIASES.get(stem) or SYNONYMS.get(stem) or stem
+    if stem in SYNONYMS:
+        return _stem(SYNONYMS[stem])
+    return ALIASES.get(stem) or stem
 
 
 def ignored(words: Iterable[str]) -> frozenset[str]:
@@ -179,8 +181,11 @@ def _words(text: str, *, headline: bool = False) -> list[tuple[str, str]]:
             following = tokens[index + 1].group()
             pair = (word, following.lower() if following.isascii() else fold(following))
             if pair in PHRASES:
-                kind = "p" if PHRASES[pair] in ENTITIES else "w"
-                found.append((PHRASES[pair], kind, index + 1))
+                phrase = PHRASES[pair]
+                if phrase in ENTITIES:
+                    found.append((phrase, "p", index + 1))
+                else:
+                    found.append((canonical(phrase), "w", index + 1))
                 skip = True
                 continue
         acronym = not shouted and raw.isupper() and 1 < len(raw) <= ACRONYM
