@@ -61,6 +61,27 @@ def test_a_word_and_its_synonyms_are_one_word_however_written():
     assert hostages[0] == hostages[1]
 
 
+def test_a_capital_a_demonym_and_a_country_are_one_place():
+    tokyo = report_of("Tokyo tightens sanctions", "Japanese banks are named.").words
+    japan = report_of("Japan imposes sanctions", "").words
+    assert tokyo["japan"] == japan["japan"] == "pt"
+    saudi = [report_of(title, "").words.keys() for title in ("Talks in Riyadh", "Saudi Arabia")]
+    assert "saudi" in saudi[0] & saudi[1]
+    assert report_of("IDF strikes", "").words.keys() == {"israel", "strik"}
+
+
+def test_a_name_that_starts_with_its_family_name_keeps_the_family_name():
+    """Outlets write Wang Yi or Wang, Xi Jinping or Xi: the family name is the part kept,
+    so the two reports name one person and no headline sets them apart."""
+    tass = report_of("Lavrov, Wang Yi hold talks in Beijing", "")
+    reuters = report_of("Russia's Lavrov meets China's Wang in Beijing", "")
+    assert tass.words["wang"] == reuters.words["wang"] == "et"
+    assert "yi" not in tass.words
+    verdict = compare(tass, reuters, Weights(10, {}), ignored(["Lavrov"]))
+    assert verdict.apart == ((), ())
+    assert report_of("", "Putin met President Xi Jinping.").words.keys() == {"putin", "xi", "met"}
+
+
 def test_a_report_knows_names_numbers_and_places_and_counts_a_name_once():
     found = report_of(
         "Starmer hosts Zelensky in London",
@@ -197,7 +218,7 @@ def test_the_held_out_corpora_lose_no_story(tmp_path, path):
     story alerted through other outlets): no alert is lost."""
     figures = grouped(tmp_path, path)
     assert figures.lost == 0
-    assert figures.suppressed >= 0.7
+    assert figures.suppressed >= 0.85
 
 
 # bad input

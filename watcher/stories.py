@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 from watcher.story_words import (
     ALIASES,
+    FAMILY_FIRST,
     GENERIC,
     HEADS,
     NAMES,
@@ -224,20 +225,31 @@ def _inside_name(
 ) -> bool:
     """Whether a word is part of a longer name and not the part kept: a first name or a
     title before a name (Volodymyr in President Volodymyr Zelensky), or a head noun after
-    one (Office in Foreign Office, Sea in Baltic Sea)."""
+    one (Office in Foreign Office, Sea in Baltic Sea). Of a name that starts with its
+    family name (Xi Jinping, Wang Yi, Kim Jong Un), the family name is kept: it is the part
+    outlets use alone."""
     word, _, index = found[place]
     if index not in capitals:
         return False
     if word in _HEADS:
         return place > 0 and _joined(found[place - 1], found[place], capitals, tokens, text)
-    if place + 1 >= len(found):
-        return False
-    following = found[place + 1]
-    return (
-        following[1] == "e"
-        and following[0] not in _HEADS
-        and _joined(found[place], following, capitals, tokens, text)
-    )
+
+    def continues(at: int) -> bool:
+        """Whether the word at ``at`` continues the name of the word before it."""
+        following = found[at]
+        return (
+            following[1] == "e"
+            and following[0] not in _HEADS
+            and _joined(found[at - 1], following, capitals, tokens, text)
+        )
+
+    first, last = place, place
+    while first > 0 and continues(first):
+        first -= 1
+    while last + 1 < len(found) and continues(last + 1):
+        last += 1
+    kept = next((at for at in range(first, last) if found[at][0] in FAMILY_FIRST), last)
+    return place != kept
 
 
 def _joined(

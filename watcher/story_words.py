@@ -73,6 +73,80 @@ ALIASES: dict[str, str] = {
     "western": "west",
     "west": "west",
     "sudanese": "sudan",
+    "tokyo": "japan",
+    "japanese": "japan",
+    "riyadh": "saudi",
+    "saudis": "saudi",
+    "delhi": "india",
+    "indian": "india",
+    "islamabad": "pakistan",
+    "pakistani": "pakistan",
+    "kabul": "afghanistan",
+    "afghan": "afghanistan",
+    "baghdad": "iraq",
+    "iraqi": "iraq",
+    "amman": "jordan",
+    "jordanian": "jordan",
+    "sanaa": "yemen",
+    "yemeni": "yemen",
+    "houthis": "houthi",
+    "emirati": "uae",
+    "taipei": "taiwan",
+    "taiwanese": "taiwan",
+    "rome": "italy",
+    "italian": "italy",
+    "madrid": "spain",
+    "spanish": "spain",
+    "dutch": "netherlands",
+    "stockholm": "sweden",
+    "swedish": "sweden",
+    "helsinki": "finland",
+    "finnish": "finland",
+    "oslo": "norway",
+    "norwegian": "norway",
+    "vienna": "austria",
+    "austrian": "austria",
+    "swiss": "switzerland",
+    "athens": "greece",
+    "greek": "greece",
+    "bucharest": "romania",
+    "romanian": "romania",
+    "chisinau": "moldova",
+    "moldovan": "moldova",
+    "belgrade": "serbia",
+    "serbian": "serbia",
+    "yerevan": "armenia",
+    "armenian": "armenia",
+    "baku": "azerbaijan",
+    "azerbaijani": "azerbaijan",
+    "caracas": "venezuela",
+    "venezuelan": "venezuela",
+    "mexican": "mexico",
+    "brasilia": "brazil",
+    "brazilian": "brazil",
+    "ottawa": "canada",
+    "canadian": "canada",
+    "canberra": "australia",
+    "australian": "australia",
+    "abuja": "nigeria",
+    "nigerian": "nigeria",
+    "nairobi": "kenya",
+    "kenyan": "kenya",
+    "ethiopian": "ethiopia",
+    "libyan": "libya",
+    "algiers": "algeria",
+    "algerian": "algeria",
+    "rabat": "morocco",
+    "moroccan": "morocco",
+    "tallinn": "estonia",
+    "estonian": "estonia",
+    "riga": "latvia",
+    "latvian": "latvia",
+    "vilnius": "lithuania",
+    "lithuanian": "lithuania",
+    "prague": "czechia",
+    "czech": "czechia",
+    "idf": "israel",
 }
 """Places and organisations under another name: the word they stand for, an entity."""
 
@@ -107,6 +181,12 @@ PHRASES: dict[tuple[str, str], str] = {
     ("cease", "fire"): "ceasefire",
     ("middle", "east"): "mideast",
     ("mid", "east"): "mideast",
+    ("saudi", "arabia"): "saudi",
+    ("new", "delhi"): "india",
+    ("abu", "dhabi"): "uae",
+    ("united", "arab"): "uae",
+    ("addis", "ababa"): "ethiopia",
+    ("czech", "republic"): "czechia",
 }
 """Two words that name one thing."""
 
@@ -164,6 +244,16 @@ STOP: frozenset[str] = frozenset(
     within without would yet you your yours t d ll re ve m
     """.split()
 )
+
+FAMILY_FIRST: frozenset[str] = frozenset(
+    """
+    wang li zhang liu chen yang huang zhao wu zhou xu sun ma zhu hu guo lin gao luo zheng
+    liang xie song tang han feng deng cao peng xiao cheng xi kim lee park choi jung kang cho
+    yoon jang lim nguyen tran pham hoang phan vu
+    """.split()
+)
+"""Family names that come first in a person's name (Chinese, Korean, Vietnamese): of such a
+name (Xi Jinping), the family name is the part kept, the one outlets use alone."""
 
 HEADS: frozenset[str] = frozenset(
     """
