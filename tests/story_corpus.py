@@ -21,6 +21,7 @@ DATA = Path(__file__).parent / "data"
 TUNING = DATA / "stories.yaml"
 HELD_OUT = DATA / "stories-heldout.yaml"
 HELD_OUT_2 = DATA / "stories-heldout2.yaml"
+HELD_OUT_3 = DATA / "stories-heldout3.yaml"
 WINDOW = timedelta(hours=24)
 
 

@@ -211,14 +211,22 @@ def test_the_paraphrased_eu_package_is_one_story_and_lavrov_two(tmp_path):
     assert not by_story[("ceasefire", "ukraine-energy-truce")] & gaza
 
 
-@pytest.mark.parametrize("path", [story_corpus.HELD_OUT, story_corpus.HELD_OUT_2])
-def test_the_held_out_corpora_lose_no_story(tmp_path, path):
-    """Written after the tuning; the figures (bench/bench_stories.py) are lower than on the
-    tuning part, and held-out 2 groups one report into a story it does not tell (its own
-    story alerted through other outlets): no alert is lost."""
+@pytest.mark.parametrize(
+    ("path", "suppressed"),
+    [
+        (story_corpus.HELD_OUT, 0.85),
+        (story_corpus.HELD_OUT_2, 0.85),
+        (story_corpus.HELD_OUT_3, 0.8),
+    ],
+)
+def test_the_held_out_corpora_lose_no_story(tmp_path, path, suppressed):
+    """Written after the tuning (the third blind, never tuned on); the figures
+    (bench/bench_stories.py) are lower than on the tuning part, and held-out 2 and 3 each
+    group one report of a follow-up into the story it follows (the follow-up's own story
+    alerted through other outlets): no alert is lost."""
     figures = grouped(tmp_path, path)
     assert figures.lost == 0
-    assert figures.suppressed >= 0.85
+    assert figures.suppressed >= suppressed
 
 
 # bad input
