@@ -605,14 +605,16 @@ def test_a_released_feed_can_be_put_off(store):
 def test_one_story_ingested_by_two_feeds_at_once_alerts_once(store, monkeypatch):
     """Two polls of one story (one link, two feeds) in the same moment: the second waits
     for the first's transaction, sees its match, and makes no second delivery."""
-    checked = watcher.state.sql._seen_elsewhere
+    from watcher.state import grouping
+
+    checked = grouping.earlier
 
     def slow_check(*args):
         seen = checked(*args)
         threading.Event().wait(0.5)  # both would check before either commits
         return seen
 
-    monkeypatch.setattr(watcher.state.sql, "_seen_elsewhere", slow_check)
+    monkeypatch.setattr(grouping, "earlier", slow_check)
     match = Match("talks", ("Istanbul",), ("hook",))
 
     def poll(feed: str) -> None:

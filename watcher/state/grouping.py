@@ -19,10 +19,11 @@ transaction at a time.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from watcher import stories
 from watcher.state.base import from_timestamp, timestamp
@@ -58,10 +59,26 @@ class Grouped:
     """The words the story's reports hold (those not of any story)."""
 
 
-LOOKUP = """
+@dataclass(frozen=True)
+class Earlier:
+    """The rule's earlier match of the same link (another item: another feed, or the same
+    feed under another key): the same article alerts once."""
+
+    match: int
+    story: int
+    also_in: str | None
+    feed: str
+
+
+EARLIER = """
+SELECT m.id, m.story_id, m.also_in, i.feed FROM matches m JOIN items i ON i.id = m.item_id
+WHERE i.canonical = ? AND m.rule = ? AND m.story_id IS NOT NULL ORDER BY m.id LIMIT 1
+"""
+
+LOOKUP = f"""
 WITH counts AS (
     SELECT word, sum(stories) AS held FROM story_words
-    WHERE rule = ? AND day >= ? AND word IN (SELECT value FROM {each}) GROUP BY word),
+    WHERE rule = ? AND day >= ? AND word IN (SELECT value FROM {{each}}) GROUP BY word),
 keys AS (
     SELECT word FROM counts WHERE word <> '' AND (held <= ?
         OR held * ? <= (SELECT coalesce(sum(held), 0) FROM counts WHERE word = ''))
@@ -69,16 +86,26 @@ keys AS (
 candidates AS (
     SELECT story_id, count(*) AS shared FROM story_keys
     WHERE rule = ? AND opened >= ? AND word IN (SELECT word FROM keys)
-    GROUP BY story_id ORDER BY shared DESC, story_id LIMIT ?)
-SELECT word, held, NULL, NULL, NULL, NULL FROM counts
+    GROUP BY story_id ORDER BY shared DESC, story_id LIMIT ?),
+earlier AS ({EARLIER})
+SELECT 'count', word, held, NULL, NULL, NULL, NULL FROM counts
 UNION ALL
-SELECT NULL, c.shared, c.story_id, m.id, m.report, m.detected_at
+SELECT 'report', NULL, c.shared, c.story_id, m.id, m.report, m.detected_at
 FROM candidates c LEFT JOIN matches m ON m.story_id = c.story_id
+UNION ALL
+SELECT 'earlier', feed, NULL, story_id, id, also_in, NULL FROM earlier
 """
 """In one round trip: how many of the rule's recent stories hold each of the report's
-words (``TOTAL``: how many stories there are), and the open stories that share most of its
-keys, with their reports. A key is a word that recent stories hold, but not too many of
-them (``most_held``, written out here)."""
+words (``TOTAL``: how many stories there are), the open stories that share most of its
+keys, with their reports, and the earlier match of its link (``Earlier``). A key is a
+word that recent stories hold, but not too many of them (``most_held``, written out
+here). Each row says which of the three it is."""
+
+
+class Lookup(NamedTuple):
+    earlier: Earlier | None
+    weights: stories.Weights
+    grouped: Grouped | None
 
 
 def find(
@@ -88,9 +115,11 @@ def find(
     ignore: Collection[str],
     now: datetime,
     window: timedelta,
-) -> tuple[stories.Weights, Grouped | None]:
-    """The open story of the rule (opened within ``window``) that the report tells again,
-    if one is; and the weights it was decided with."""
+    canonical: str | None = None,
+) -> Lookup:
+    """The rule's earlier match of the report's link (``canonical``), if there is one; else
+    the open story of the rule (opened within ``window``) that the report tells again, if
+    one is; and the weights it was decided with."""
     words = sorted(report.words.keys() - set(ignore) - stories.COMMON)
     rows = tx.execute(
         LOOKUP.format(each=tx.each),
@@ -98,16 +127,22 @@ def find(
             *(rule, _day(now - COUNTED), tx.listed([TOTAL, *words])),
             *(KEY_FLOOR, KEY_SHARE, KEYS),
             *(rule, timestamp(now - window), CANDIDATES),
+            *(canonical, rule),
         ],
     ).fetchall()
     counts: dict[str, int] = {}
     found: list[tuple[int, int, int, str, str]] = []
-    for word, held, story, match, text, detected in rows:
-        if story is None:
-            counts[word] = int(held)
+    earlier: Earlier | None = None
+    for kind, word, number, story, match, text, detected in rows:
+        if kind == "count":
+            counts[word] = int(number)
+        elif kind == "earlier":
+            earlier = Earlier(int(match), int(story), text, word)
         elif match is not None:
-            found.append((-int(held), int(story), int(match), text, detected))
+            found.append((-int(number), int(story), int(match), text, detected))
     weighed = stories.Weights(counts.pop(TOTAL, 0), counts)
+    if earlier is not None:
+        return Lookup(earlier, weighed, None)
     reports: dict[int, list[tuple[stories.Report, datetime]]] = {}
     for _, story, _, text, detected in sorted(found):
         seen = from_timestamp(detected) or now
@@ -115,13 +150,33 @@ def find(
     candidates = [stories.Candidate(story, tuple(told)) for story, told in reports.items()]
     chosen = stories.choose(report, candidates, weighed, ignore, now, window)
     if chosen is None:
-        return weighed, None
+        return Lookup(None, weighed, None)
     story, verdict = chosen
     held = (
         frozenset(word for report, _ in reports.get(story, ()) for word in report.words)
         - stories.COMMON
     )
-    return weighed, Grouped(story, opened=False, verdict=verdict, held=held)
+    return Lookup(None, weighed, Grouped(story, opened=False, verdict=verdict, held=held))
+
+
+def earlier(tx: Tx, rule: str, canonical: str) -> Earlier | None:
+    """The rule's earlier match of a link, looked up alone (for a rule that does not group
+    reports, which needs nothing else of ``find``)."""
+    row = tx.execute(EARLIER, [canonical, rule]).fetchone()
+    return None if row is None else Earlier(int(row[0]), int(row[1]), row[2], row[3])
+
+
+def also_in(tx: Tx, earlier: Earlier, feed: str) -> int:
+    """Add a feed to the earlier match's ``also_in`` (unless it is that match's own feed or
+    already there); return the earlier match's story."""
+    feeds = json.loads(earlier.also_in or "[]")
+    if feed != earlier.feed and feed not in feeds:
+        feeds.append(feed)
+        tx.execute(
+            "UPDATE matches SET also_in = ? WHERE id = ?",
+            [json.dumps(feeds, ensure_ascii=False), earlier.match],
+        )
+    return earlier.story
 
 
 def most_held(weighed: stories.Weights) -> int:

@@ -971,19 +971,23 @@ def _record_match(
     """Record a match in its story: the story of an earlier match of the same link, else
     (when the rule groups reports) the open story it tells again, else a new one, which
     alone alerts. Return the number of deliveries created."""
-    story = _seen_elsewhere(tx, match.rule, canonical, feed) if canonical else None
-    opened = story is None
-    held: frozenset[str] | None = None
+    grouped: grouping.Grouped | None = None
     weighed: stories.Weights | None = None
-    if story is None and match.stories:
+    if match.stories:
         ignore = stories.ignored(match.words)
-        weighed, found = grouping.find(tx, match.rule, report, ignore, now, match.stories)
-        if found is not None:
-            story, opened, held = found.story, False, found.held
-            if found.verdict and log.isEnabledFor(logging.DEBUG):
-                log.debug("rule %s, feed %s: %s", match.rule, feed, found.verdict.explain())
-    if story is None:
-        story = grouping.open_story(tx, match.rule, now)
+        looked = grouping.find(tx, match.rule, report, ignore, now, match.stories, canonical)
+        earlier, weighed, grouped = looked
+    else:
+        earlier = grouping.earlier(tx, match.rule, canonical) if canonical else None
+    held: frozenset[str] | None = None
+    if earlier is not None:
+        story, opened = grouping.also_in(tx, earlier, feed), False
+    elif grouped is not None:
+        story, opened, held = grouped.story, False, grouped.held
+        if grouped.verdict and log.isEnabledFor(logging.DEBUG):
+            log.debug("rule %s, feed %s: %s", match.rule, feed, grouped.verdict.explain())
+    else:
+        story, opened = grouping.open_story(tx, match.rule, now), True
     match_id = _insert_match(tx, item_id, match, stamp, story, report)
     if match_id is None:
         if opened:
@@ -998,29 +1002,6 @@ def _record_match(
         else:
             grouping.add_report(tx, story, match.rule, report, now, indexed=indexed, held=held)
     return len(match.notify) if opened else 0
-
-
-def _seen_elsewhere(tx: Tx, rule: str, canonical: str, feed: str) -> int | None:
-    """The story of the rule's earlier match of this link (another item: another feed, or
-    the same feed under another key), if there is one: the same article alerts once. The
-    feed is added to that match's ``also_in``."""
-    row = tx.execute(
-        "SELECT m.id, m.story_id, m.also_in, i.feed FROM matches m"
-        " JOIN items i ON i.id = m.item_id WHERE i.canonical = ? AND m.rule = ?"
-        " AND m.story_id IS NOT NULL ORDER BY m.id LIMIT 1",
-        [canonical, rule],
-    ).fetchone()
-    if row is None:
-        return None
-    match_id, story, also_in, first_feed = row
-    feeds = json.loads(also_in or "[]")
-    if feed != first_feed and feed not in feeds:
-        feeds.append(feed)
-        tx.execute(
-            "UPDATE matches SET also_in = ? WHERE id = ?",
-            [json.dumps(feeds, ensure_ascii=False), match_id],
-        )
-    return int(story)
 
 
 def _story_locks(matches: Iterable[Sequence[Match]]) -> list[str]:
