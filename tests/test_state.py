@@ -993,6 +993,22 @@ def test_a_link_seen_in_another_feed_is_a_report_of_the_first_ones_story(store):
     assert story.outlets == ("one", "two")
 
 
+def test_a_link_seen_again_counts_only_the_words_its_story_did_not_hold(store):
+    """A word in too many of the rule's stories is counted, not looked up by. The story
+    of a link seen again in another feed knew its words from its index alone, so such a
+    word was counted a second time for one story."""
+    for n in range(6):  # "tanker" in six stories, more than a word is looked up in
+        ingest(store, "wire", [report(f"t{n}", f"Peskov on tanker case {n} of Zorglub{n}")])
+    link = "https://news.example/tanker"
+    ingest(store, "one", [report("a", "Peskov on seized tanker Quokka", link=link)])
+    ingest(store, "two", [report("b", "Peskov on seized tanker Quokka", link=link)])
+    with store._read() as tx:
+        counted = tx.execute(
+            "SELECT sum(stories) FROM story_words WHERE rule = 'peskov' AND word = 'tanker'"
+        ).fetchone()[0]
+    assert counted == 7
+
+
 def test_two_reports_of_one_story_ingested_at_once_alert_once(store, monkeypatch):
     """Two processes (here two connections) ingest two outlets' reports of one story in the
     same moment: the decision is made under a lock scoped to the rule, so the second waits

@@ -231,8 +231,10 @@ def add_report(
     words: list[str] = []
     if indexed:
         if held is None:
-            rows = tx.execute("SELECT word FROM story_keys WHERE story_id = ?", [story])
-            held = [word for (word,) in rows.fetchall()]
+            rows = tx.execute("SELECT report FROM matches WHERE story_id = ?", [story])
+            held = {
+                word for (text,) in rows.fetchall() for word in stories.Report.decode(text).words
+            }
         words = sorted(_indexable(report) - set(held))
     tx.execute(
         "UPDATE stories SET reports = reports + 1, last_seen = ? WHERE id = ?",
