@@ -993,20 +993,24 @@ def test_a_link_seen_in_another_feed_is_a_report_of_the_first_ones_story(store):
     assert story.outlets == ("one", "two")
 
 
-def test_a_link_seen_again_counts_only_the_words_its_story_did_not_hold(store):
+def test_a_link_seen_again_indexes_and_counts_only_the_words_its_story_did_not_hold(store):
     """A word in too many of the rule's stories is counted, not looked up by. The story
     of a link seen again in another feed knew its words from its index alone, so such a
-    word was counted a second time for one story."""
+    word was counted a second time for one story; and its new words must be indexed (the
+    report's own match is not one of the story's reports yet when they are read)."""
     for n in range(6):  # "tanker" in six stories, more than a word is looked up in
         ingest(store, "wire", [report(f"t{n}", f"Peskov on tanker case {n} of Zorglub{n}")])
     link = "https://news.example/tanker"
     ingest(store, "one", [report("a", "Peskov on seized tanker Quokka", link=link)])
-    ingest(store, "two", [report("b", "Peskov on seized tanker Quokka", link=link)])
+    retold = report("b", "Peskov on seized tanker Quokka in Wombatville harbour", link=link)
+    ingest(store, "two", [retold])
     with store._read() as tx:
         counted = tx.execute(
             "SELECT sum(stories) FROM story_words WHERE rule = 'peskov' AND word = 'tanker'"
         ).fetchone()[0]
+        keys = {row[0] for row in tx.execute("SELECT word FROM story_keys").fetchall()}
     assert counted == 7
+    assert {"quokka", "wombatvill", "harbour"} <= keys
 
 
 def test_two_reports_of_one_story_ingested_at_once_alert_once(store, monkeypatch):

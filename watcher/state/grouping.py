@@ -223,24 +223,26 @@ def add_report(
     now: datetime,
     *,
     indexed: bool,
-    held: Collection[str] | None = None,
+    held: Collection[str] = (),
 ) -> None:
     """Count a later report in its story; with ``indexed`` (the rule groups reports),
-    index the words the story did not hold yet (``held``: the words its reports hold,
-    when the caller has them) and count them in the rule's word counts."""
-    words: list[str] = []
-    if indexed:
-        if held is None:
-            rows = tx.execute("SELECT report FROM matches WHERE story_id = ?", [story])
-            held = {
-                word for (text,) in rows.fetchall() for word in stories.Report.decode(text).words
-            }
-        words = sorted(_indexable(report) - set(held))
+    index the words the story did not hold yet (``held``: the words its reports hold, read
+    before the report's match was recorded) and count them in the rule's word counts."""
+    words = sorted(_indexable(report) - set(held)) if indexed else []
     tx.execute(
         "UPDATE stories SET reports = reports + 1, last_seen = ? WHERE id = ?",
         [timestamp(now), story],
     )
     _index(tx, story, rule, words, words, opened=False)
+
+
+def held_words(tx: Tx, story: int) -> frozenset[str]:
+    """The words a story's reports hold (but those of any story)."""
+    rows = tx.execute("SELECT report FROM matches WHERE story_id = ?", [story]).fetchall()
+    return (
+        frozenset(word for (text,) in rows for word in stories.Report.decode(text).words)
+        - stories.COMMON
+    )
 
 
 def _indexable(report: stories.Report) -> set[str]:

@@ -979,9 +979,11 @@ def _record_match(
         earlier, weighed, grouped = looked
     else:
         earlier = grouping.earlier(tx, match.rule, canonical) if canonical else None
-    held: frozenset[str] | None = None
+    held: frozenset[str] = frozenset()
     if earlier is not None:
         story, opened = grouping.also_in(tx, earlier, feed), False
+        if match.stories:  # read before this report's match is recorded in the story
+            held = grouping.held_words(tx, story)
     elif grouped is not None:
         story, opened, held = grouped.story, False, grouped.held
         if grouped.verdict and log.isEnabledFor(logging.DEBUG):
