@@ -326,14 +326,10 @@ class Weights:
     def idf(self, word: str) -> float:
         return math.log((self.stories + PRIOR) / (self.holding.get(word, 0) + 1.0))
 
-    def weight(self, word: str, kind: str) -> float:
-        """A word's weight in a report: its IDF, times its boosts (``kind`` is a report's:
-        ``e``, ``n``, ``p`` or ``w``, and ``t`` when the title holds it)."""
-        factors = _COMMON_FACTORS if word in COMMON else _FACTORS
-        return factors[kind] * self.idf(word)
-
     def of(self, report: Report, ignore: Collection[str]) -> dict[str, float]:
-        """The weight of each word of a report, but those of ``ignore``."""
+        """The weight of each word of a report, but those of ``ignore``: its IDF, times its
+        boosts (by its kind: ``e``, ``n``, ``p`` or ``w``, and ``t`` when the title holds
+        it)."""
         holding, rarest = self.holding, math.log(self.stories + PRIOR)
         found = {}
         for word, kind in report.words.items():

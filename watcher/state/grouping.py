@@ -20,7 +20,7 @@ transaction at a time.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, NamedTuple
@@ -49,14 +49,13 @@ TOTAL = ""
 
 @dataclass(frozen=True)
 class Grouped:
-    """Where a match went: its story, and whether it opened it (and so alerts)."""
+    """The open story a report tells again (it joins it, and sends nothing)."""
 
     story: int
-    opened: bool
-    verdict: stories.Verdict | None = None
-    """Why it joined the story (``Verdict.explain``)."""
-    held: frozenset[str] = frozenset()
-    """The words the story's reports hold (those not of any story)."""
+    verdict: stories.Verdict
+    """Why it joins the story (``Verdict.explain``)."""
+    held: frozenset[str]
+    """The words the story's reports hold (``held_words``)."""
 
 
 @dataclass(frozen=True)
@@ -152,11 +151,8 @@ def find(
     if chosen is None:
         return Lookup(None, weighed, None)
     story, verdict = chosen
-    held = (
-        frozenset(word for report, _ in reports.get(story, ()) for word in report.words)
-        - stories.COMMON
-    )
-    return Lookup(None, weighed, Grouped(story, opened=False, verdict=verdict, held=held))
+    held = _held(told for told, _ in reports[story])
+    return Lookup(None, weighed, Grouped(story, verdict, held))
 
 
 def earlier(tx: Tx, rule: str, canonical: str) -> Earlier | None:
@@ -237,12 +233,13 @@ def add_report(
 
 
 def held_words(tx: Tx, story: int) -> frozenset[str]:
-    """The words a story's reports hold (but those of any story)."""
+    """The words a story's reports hold, but those of any story (which are not counted)."""
     rows = tx.execute("SELECT report FROM matches WHERE story_id = ?", [story]).fetchall()
-    return (
-        frozenset(word for (text,) in rows for word in stories.Report.decode(text).words)
-        - stories.COMMON
-    )
+    return _held(stories.Report.decode(text) for (text,) in rows)
+
+
+def _held(reports: Iterable[stories.Report]) -> frozenset[str]:
+    return frozenset(word for report in reports for word in report.words) - stories.COMMON
 
 
 def _indexable(report: stories.Report) -> set[str]:

@@ -986,7 +986,7 @@ def _record_match(
             held = grouping.held_words(tx, story)
     elif grouped is not None:
         story, opened, held = grouped.story, False, grouped.held
-        if grouped.verdict and log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(logging.DEBUG):
             log.debug("rule %s, feed %s: %s", match.rule, feed, grouped.verdict.explain())
     else:
         story, opened = grouping.open_story(tx, match.rule, now), True
