@@ -28,6 +28,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from watcher.story_words import (
     ALIASES,
@@ -323,22 +324,31 @@ class Weights:
     other word counts as held by none: as rare as can be). Words of ``COMMON`` are not
     counted: they weigh ``GENERIC_WEIGHT`` of a rare word."""
 
+    @cached_property
+    def _rarest(self) -> float:
+        """The IDF of a word no story holds."""
+        return math.log(self.stories + PRIOR)
+
+    @cached_property
+    def _idfs(self) -> dict[str, float]:
+        """The IDF of each counted word, computed once for all the reports compared."""
+        total = self.stories + PRIOR
+        return {word: math.log(total / (count + 1.0)) for word, count in self.holding.items()}
+
     def idf(self, word: str) -> float:
-        return math.log((self.stories + PRIOR) / (self.holding.get(word, 0) + 1.0))
+        return self._idfs.get(word, self._rarest)
 
     def of(self, report: Report, ignore: Collection[str]) -> dict[str, float]:
         """The weight of each word of a report, but those of ``ignore``: its IDF, times its
         boosts (by its kind: ``e``, ``n``, ``p`` or ``w``, and ``t`` when the title holds
         it)."""
-        holding, rarest = self.holding, math.log(self.stories + PRIOR)
+        idfs, rarest = self._idfs, self._rarest
         found = {}
         for word, kind in report.words.items():
             if word in ignore:
                 continue
             factors = _COMMON_FACTORS if word in COMMON else _FACTORS
-            count = holding.get(word)
-            idf = rarest if count is None else math.log((self.stories + PRIOR) / (count + 1.0))
-            found[word] = factors.get(kind, 1.0) * idf
+            found[word] = factors.get(kind, 1.0) * idfs.get(word, rarest)
         return found
 
     def anchor(self, word: str, kind: str) -> bool:
