@@ -50,7 +50,7 @@ def quality() -> None:
         ("tuning", story_corpus.TUNING),
         ("held-out 1 (seen twice, then fixes)", story_corpus.HELD_OUT),
         ("held-out 2 (its one wrong merge studied)", story_corpus.HELD_OUT_2),
-        ("held-out 3 (written blind, never tuned on)", story_corpus.HELD_OUT_3),
+        ("held-out 3 (written blind, its wrong merge studied)", story_corpus.HELD_OUT_3),
     ]
     for name, path in parts:
         for window in (WINDOW, None):

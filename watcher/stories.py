@@ -73,6 +73,10 @@ ACRONYM = 6
 """Letters of an acronym at most (NATO, UNESCO): a longer word in capitals is shouted."""
 ANCHORS = 2
 """Shared anchors (names, numbers, rare words) a report needs with a story's report."""
+FOLLOW_UP = timedelta(hours=6)
+"""Outlets tell one event within hours. A report this long after another whose headline
+names anyone the other never mentions tells a development: Lavrov rejecting, the next day,
+the truce Zelensky offered."""
 
 ENTITIES = frozenset(ALIASES.values()) | (frozenset(PHRASES.values()) - set(SYNONYMS.values()))
 """Known places and organisations (the words ``ALIASES`` and ``PHRASES`` give)."""
@@ -430,7 +434,7 @@ def _compare(
     anchors = sum(
         1 for word in shared if weights.anchor(word, _kind(new.words[word], old.words[word]))
     )
-    return Verdict(score, threshold, tuple(both), anchors, _apart(new, old, ignore))
+    return Verdict(score, threshold, tuple(both), anchors, _apart(new, old, ignore, gap))
 
 
 def _names(report: Report, ignore: Collection[str]) -> set[str]:
@@ -442,16 +446,20 @@ def _names(report: Report, ignore: Collection[str]) -> set[str]:
 
 
 def _apart(
-    new: Report, old: Report, ignore: Collection[str]
+    new: Report, old: Report, ignore: Collection[str], gap: timedelta = timedelta(0)
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The names in one report's headline that the other report never mentions: two
-    actors, two stories (Zelensky accepts a plan, Peskov answers it). Places do not count
+    """The names in one report's headline that the other report never mentions, when
+    they set the two apart: two actors, two stories (Zelensky accepts a plan, Peskov
+    answers it). Within ``FOLLOW_UP``, none of a headline's names may be in the other
+    report (outlets name a story's actors differently); after it, the new report's
+    headline names no one the other does not (a development). Places do not count
     (they are the setting, not the actor), nor do names in a lead only (a lead names many
     in passing). Empty when nothing sets them apart."""
     for first, second, flip in ((new, old, False), (old, new, True)):
         headline = {word for word in _names(first, ignore) if first.words[word].endswith("t")}
-        if headline and not headline & second.words.keys():
-            named = tuple(sorted(headline))
+        unknown = headline - second.words.keys()
+        if unknown and (unknown == headline or (not flip and gap >= FOLLOW_UP)):
+            named = tuple(sorted(unknown))
             return ((), named) if flip else (named, ())
     return ((), ())
 
