@@ -11,7 +11,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,7 +74,7 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
-def start_server() -> Iterator[PostgresServer]:
+def start_server() -> Generator[PostgresServer, None, None]:
     folder = binaries()
     assert folder is not None
     root = Path(tempfile.mkdtemp(prefix="watcher-pg-"))

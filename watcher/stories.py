@@ -347,13 +347,12 @@ class Weights:
         boosts (by its kind: ``e``, ``n``, ``p`` or ``w``, and ``t`` when the title holds
         it)."""
         idfs, rarest = self._idfs, self._rarest
-        found = {}
-        for word, kind in report.words.items():
-            if word in ignore:
-                continue
-            factors = _COMMON_FACTORS if word in COMMON else _FACTORS
-            found[word] = factors.get(kind, 1.0) * idfs.get(word, rarest)
-        return found
+        return {
+            word: (_COMMON_FACTORS if word in COMMON else _FACTORS).get(kind, 1.0)
+            * idfs.get(word, rarest)
+            for word, kind in report.words.items()
+            if word not in ignore
+        }
 
     def anchor(self, word: str, kind: str) -> bool:
         """Whether a shared word can bind two reports: a name, a number or a rare word,
