@@ -177,7 +177,7 @@ def test_a_headline_naming_a_new_actor_the_next_day_tells_a_development():
     weights = Weights(10, {})
     ignore = ignored(["ceasefire"])
     offer = report_of(
-        "Zelensky offers Russia an Easter ceasefire on energy strikes",
+        "Ukraine's Zelensky offers Russia an Easter ceasefire on energy strikes",
         "Ukraine would halt strikes on Russian refineries over Easter if Moscow did the same.",
     )
     answer = report_of(
@@ -236,21 +236,25 @@ def test_the_paraphrased_eu_package_is_one_story_and_lavrov_two(tmp_path):
 @pytest.mark.parametrize(
     ("path", "suppressed", "wrong"),
     [
-        (story_corpus.HELD_OUT, 0.85, 0),
-        (story_corpus.HELD_OUT_2, 0.85, 1),
-        (story_corpus.HELD_OUT_3, 0.8, 0),
+        (story_corpus.HELD_OUT, 0.88, ()),
+        (
+            story_corpus.HELD_OUT_2,
+            0.85,
+            (("ceasefire", "putin-easter-truce", "zelensky-truce-violations"),),
+        ),
+        (story_corpus.HELD_OUT_3, 0.82, ()),
     ],
 )
 def test_the_held_out_corpora_lose_no_story(tmp_path, path, suppressed, wrong):
-    """Written after the tuning (the third blind); the figures (bench/bench_stories.py)
-    are lower than on the tuning part. Held-out 2 groups one report of a follow-up into
-    the story it follows: its headline names Kyiv, not Zelensky, so nothing tells the
-    follow-up apart (its own story alerted through other outlets: no alert is lost).
-    Held-out 3 did the same until ``FOLLOW_UP``."""
+    """Written after the tuning, the third blind (its one wrong merge has since been
+    studied: ``FOLLOW_UP``); the figures (bench/bench_stories.py) are lower than on the
+    tuning part. Held-out 2 groups one report of a follow-up into the story it follows:
+    its headline names Kyiv, not Zelensky, so nothing tells the follow-up apart (its own
+    story alerted through other outlets: no alert is lost)."""
     figures = grouped(tmp_path, path)
     assert figures.lost == 0
     assert figures.suppressed >= suppressed
-    assert len(figures.wrong_merges) == wrong
+    assert figures.wrong_merges == wrong
 
 
 # bad input

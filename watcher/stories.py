@@ -13,9 +13,9 @@ are in news of any story (said, minister, Monday), nothing for the words that ma
 match (every story of a rule ``Peskov`` has ``Peskov``). Merging two events into one loses
 an alert, the worse error, so the bar is high: a report joins a story only when it shares
 with one of its reports at least two anchors (names, numbers, words rare for the rule),
-neither headline names someone the other report never mentions (Zelensky backs a plan,
-Peskov answers it: two stories), and the score clears ``THRESHOLD``, which rises with the
-time between the two. Every decision can be explained (``Verdict.explain``).
+no headline names only people the other report never mentions (Zelensky backs a plan,
+Peskov answers it: two stories; ``FOLLOW_UP`` on, one such name in the new headline is
+enough), and the score clears ``THRESHOLD``, which rises with the time between the two. Every decision can be explained (``Verdict.explain``).
 
 The choice is deterministic: the same reports in the same order make the same stories.
 """
@@ -449,11 +449,11 @@ def _apart(
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The names in one report's headline that the other report never mentions, when
     they set the two apart: two actors, two stories (Zelensky accepts a plan, Peskov
-    answers it). Within ``FOLLOW_UP``, none of a headline's names may be in the other
-    report (outlets name a story's actors differently); after it, the new report's
-    headline names no one the other does not (a development). Places do not count
-    (they are the setting, not the actor), nor do names in a lead only (a lead names many
-    in passing). Empty when nothing sets them apart."""
+    answers it). Within ``FOLLOW_UP``, a headline sets them apart when none of its names
+    is in the other report (outlets name a story's actors differently); after it, the new
+    report's headline sets them apart when any of its names is not (a development).
+    Places do not count (they are the setting, not the actor), nor do names in a lead only
+    (a lead names many in passing). Empty when nothing sets them apart."""
     for first, second, flip in ((new, old, False), (old, new, True)):
         headline = {word for word in _names(first, ignore) if first.words[word].endswith("t")}
         unknown = headline - second.words.keys()
