@@ -36,10 +36,12 @@ class Request:
 
 
 class FeedServer:
-    """Serves ``routes`` by path, honours If-None-Match, records every request."""
+    """Serves ``routes`` by path, honours If-None-Match, records every request; a path's
+    ``planned`` routes, if any, answer first, one request each."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
+        self.planned: dict[str, list[Route]] = {}
         self.requests: list[Request] = []
         self.base = ""
 
@@ -52,7 +54,8 @@ class FeedServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests.append(Request("GET", self.path, dict(self.headers.items())))
-                route = server.routes.get(self.path)
+                planned = server.planned.get(self.path)
+                route = planned.pop(0) if planned else server.routes.get(self.path)
                 if route is None:
                     self.send_error(404)
                     return

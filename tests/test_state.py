@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,7 @@ def test_sqlite_schema_is_migrated_and_recorded(db):
         "index_latin_spellings",
         "add_pending_articles",
         "group_matches_into_stories",
+        "count_article_tries",
     ]
     assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     connection.close()
@@ -430,6 +432,7 @@ def test_processes_starting_together_migrate_once(postgres_url):
     assert sorted(names) == [
         "add_pending_articles",
         "add_schedule",
+        "count_article_tries",
         "create_core_tables",
         "group_matches_into_stories",
         "index_latin_spellings",
@@ -866,6 +869,19 @@ def test_released_articles_are_claimed_again_when_due(store):
     assert len(store.claim_articles(NOW + timedelta(minutes=1), 10, timedelta(minutes=1))) == 1
 
 
+def test_a_failed_try_of_an_article_is_counted_and_a_plain_release_is_not(store):
+    ingest(store, "f", [pending("a")])
+    [item] = store.claim_articles(NOW, 10, timedelta(minutes=10))
+    assert item.tries == 0
+    store.release_articles([item.id], tried=True)
+    [item] = store.claim_articles(NOW, 10, timedelta(minutes=10))
+    store.release_articles([item.id], tried=True)
+    [item] = store.claim_articles(NOW, 10, timedelta(minutes=10))
+    store.release_articles([item.id])  # given back unfetched (a feed another process has)
+    [item] = store.claim_articles(NOW, 10, timedelta(minutes=10))
+    assert item.tries == 2
+
+
 def test_pending_articles_of_feeds_no_longer_configured_are_not_claimed(store):
     ingest(store, "f", [pending("a")])
     store.sync_feeds(scheduled("other"), NOW)
@@ -1072,6 +1088,12 @@ def add_old_match(connection) -> None:
         connection.execute(statement)
 
 
+def before_stories(migrations: list[Any]) -> list[Any]:
+    """The migrations a database made before stories existed had."""
+    names = [name for name, _ in migrations]
+    return migrations[: names.index("group_matches_into_stories")]
+
+
 def check_old_match_is_a_story(store: Store) -> None:
     (story,) = store.stories(NOW - timedelta(days=1))
     assert [r.item.entry.key for r in story.reports] == ["a"]
@@ -1089,7 +1111,7 @@ def test_an_sqlite_database_with_matches_from_before_stories_is_migrated(tmp_pat
     path = tmp_path / "old.db"
     connection = sqlite3.connect(path, isolation_level=None)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(backend, "MIGRATIONS", backend.MIGRATIONS[:-1])
+        patch.setattr(backend, "MIGRATIONS", before_stories(backend.MIGRATIONS))
         backend.migrate(connection)
     add_old_match(connection)
     connection.close()
@@ -1104,7 +1126,7 @@ def test_a_postgresql_database_with_matches_from_before_stories_is_migrated(post
     from watcher.state import postgres as backend
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(backend, "MIGRATIONS", backend.MIGRATIONS[:-1])
+        patch.setattr(backend, "MIGRATIONS", before_stories(backend.MIGRATIONS))
         open_store(postgres_url).close()
     with psycopg.connect(postgres_url) as connection:
         add_old_match(connection)

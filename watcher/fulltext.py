@@ -14,8 +14,10 @@ How an item goes through it, and why no alert is lost or sent twice:
    shared with the polls), extracts its main text, matches the current rules against the
    item with that text as ``content``, and records it all in one transaction
    (``record_article``): the text and its search words, the matches, their deliveries, and
-   the end of the pending state. A page that fails (404, timeout, too large, not HTML) is
-   logged in one line and the item is matched on what the feed gave, the same way.
+   the end of the pending state. A page that fails for a passing cause (a 5xx, a 429, a
+   timeout) is given back to the queue, due again a little later (``TRIES``, ``RETRY``);
+   one that keeps failing, or fails for good (404, too large, not HTML), is logged in one
+   line and the item is matched on what the feed gave, the same way.
 4. ``record_article`` only records an item still pending, so two processes (PostgreSQL) or
    a lease that ran out can never alert it twice. A crash before it leaves the item pending:
    its lease runs out (or, on SQLite, the next start gives every lease back) and it is
@@ -47,7 +49,7 @@ from watcher.links import canonical_link, safe_link
 from watcher.models import Entry
 from watcher.poll import Rules, log_matches, match_entry
 from watcher.state import NewItem, PendingArticle, Store
-from watcher.text import one_line
+from watcher.text import one_line, short_duration
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,14 @@ IDLE = 5.0
 given back by a process that died, or left by a database outage, are taken up this soon."""
 UNKNOWN_FEED_WAIT = timedelta(minutes=1)
 """A pending item of a feed this process's config lacks is left this long to another."""
+TRIES = 4
+"""Fetches of a page that fails for a passing cause (a 5xx, a 429, a timeout, a refused
+connection) before its items are matched on the feed's text: a site that buckles under the
+traffic of a breaking story is read once it is back, not given up on."""
+RETRY = timedelta(seconds=30)
+"""The wait before the second try, tripled before each next one (30 s, 90 s, 4.5 min), or
+as long as the site asked (``Retry-After``), up to ``RETRY_MOST``."""
+RETRY_MOST = timedelta(minutes=10)
 
 
 def lease(settings: Settings) -> timedelta:
@@ -248,7 +258,15 @@ class FullText:
             reader = next((feed for _, feed in present if feed.full_text), None)
             if reader is not None:
                 link = next(item.entry.link for item, feed in present if feed is reader)
-                content = self._read(reader, link)
+                tries = max(item.tries for item, _ in present) + 1
+                try:
+                    content = self._read(reader, link, retry=tries < TRIES)
+                except _Later as later:
+                    wait = min(max(RETRY * 3 ** (tries - 1), later.asked), RETRY_MOST)
+                    _log_retry(reader.name, later.cause, wait, link)
+                    ids = [item.id for item, _ in present]
+                    self.store.release_articles(ids, until=self.clock() + wait, tried=True)
+                    return []
         rules = self.rules()
         outcomes = []
         for item, feed in present:
@@ -265,9 +283,10 @@ class FullText:
             )
         return outcomes
 
-    def _read(self, feed: FeedConfig, link: str) -> str | None:
+    def _read(self, feed: FeedConfig, link: str, *, retry: bool = False) -> str | None:
         """The article's main text as an item's content, or None when it cannot be had
-        (one log line says why, and the item is matched on what the feed gave)."""
+        (one log line says why, and the item is matched on what the feed gave). With
+        ``retry``, a failure with a passing cause raises ``_Later`` instead."""
         settings = self.rules().settings
         try:
             with self.host_slot(link):
@@ -283,6 +302,9 @@ class FullText:
             if not text.strip():
                 raise FetchError(feed.name, "no article text found in the page")
         except FetchError as exc:
+            if retry and exc.transient:
+                asked = timedelta(seconds=exc.retry_after or 0)
+                raise _Later(one_line(exc.reason), asked) from None
             _log_failure(feed.name, one_line(exc.reason), link)
             return None
         except Exception as exc:  # a bug, ours or a library's, that this page sets off
@@ -291,8 +313,28 @@ class FullText:
         return as_content(text)
 
 
+class _Later(Exception):
+    """A page failed for a passing cause: its items are to be tried again later."""
+
+    def __init__(self, cause: str, asked: timedelta) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.asked = asked
+        """How long the site asked us to wait (``Retry-After``), or 0."""
+
+
 def _with_content(entry: Entry, content: str | None) -> Entry:
     return entry if content is None else replace(entry, content=content)
+
+
+def _log_retry(feed: str, cause: str, wait: timedelta, link: str) -> None:
+    log.warning(
+        "feed %s: article page failed (%s); trying again in %s: %s",
+        feed,
+        cause,
+        short_duration(wait),
+        safe_link(link) or "(no http(s) link)",
+    )
 
 
 def _log_failure(feed: str, cause: str, link: str) -> None:

@@ -21,7 +21,7 @@ from watcher.models import Entry
 from watcher.parse import ParsedFeed, parse_feed
 from watcher.rules import Match, Matcher
 from watcher.state import FeedState, NewItem, Store, Unchanged
-from watcher.text import one_line, plural
+from watcher.text import one_line, plural, short_duration
 
 log = logging.getLogger(__name__)
 
@@ -307,7 +307,7 @@ class Poller:
                 "poll failed: %s (%d in a row; next try in %s)",
                 one_line(str(exc)),
                 failures,
-                _human(delay),
+                short_duration(delay),
                 exc_info=trace,
             )
         return PollOutcome(feed.name, "failed", error=one_line(exc.reason), failures=failures)
@@ -325,15 +325,6 @@ def match_entry(matcher: Matcher, entry: Entry, feed: FeedConfig) -> list[Match]
 
 def _interval(feed: FeedConfig, settings: Settings) -> timedelta:
     return settings.interval if feed.interval is None else feed.interval
-
-
-def _human(delay: timedelta) -> str:
-    seconds = int(delay.total_seconds())
-    if seconds < 120:
-        return f"{seconds}s"
-    if seconds < 7200:
-        return f"{seconds // 60}min"
-    return f"{seconds // 3600}h"
 
 
 def _too_old(published: datetime | None, cutoff: datetime) -> bool:

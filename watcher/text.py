@@ -14,6 +14,7 @@ import html
 import re
 import unicodedata
 from collections.abc import Callable, Collection
+from datetime import timedelta
 from typing import cast
 
 from anyascii import anyascii
@@ -329,6 +330,16 @@ def one_line(text: str) -> str:
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """``1 feed``, ``2 feeds``; ``nouns`` for the plural when adding an s is not it."""
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"
+
+
+def short_duration(delay: timedelta) -> str:
+    """``90s``, ``4min``, ``2h``: a wait, as a log line gives it."""
+    seconds = int(delay.total_seconds())
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}min"
+    return f"{seconds // 3600}h"
 
 
 def highlight(

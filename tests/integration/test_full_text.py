@@ -21,6 +21,7 @@ from tests.attack.test_fetch_attacks import feed_server_on, internet  # noqa: F4
 from tests.conftest import DATA, rss
 from tests.integration.process import Output, start, wait_for
 from tests.servers import FeedServer, Route
+from watcher import fulltext
 from watcher.cycle import now, run_once
 from watcher.models import Entry
 from watcher.state import NewItem, open_store
@@ -160,10 +161,6 @@ BAD_PAGES: dict[str, tuple[Any, str]] = {
     "pdf": (lambda: Route(b"%PDF-1.7\n%Peskov", content_type="application/pdf"), "not HTML"),
     "50MB": (lambda: Route(b"<html>" + b"x" * 50_000_000, content_type=HTML), "larger than"),
     "gzip bomb": (gzip_bomb, "larger than max_feed_size"),
-    "drip": (
-        lambda: Route(b"<html><body>" + b"x" * 100, content_type=HTML, drip=0.05),
-        "took longer",
-    ),
     "no text": (lambda: Route(b"<html><body></body></html>", content_type=HTML), "no article text"),
 }
 """Each page made by the test that uses it: 80 MB held through the whole run otherwise."""
@@ -196,6 +193,87 @@ def test_a_page_that_fails_leaves_the_item_matched_on_the_feed_text(
     assert failures[0].endswith(f"matched on the feed's text: {feed_server.url('/a/bad')}")
     hook = next(body for body in receiver.bodies("/hook") if body["rule"] == "peskov")
     assert hook["excerpt"] is None
+
+
+PASSING: dict[str, tuple[Any, str]] = {
+    "503": (lambda: Route(b"busy", status=503, content_type="text/plain"), "HTTP 503"),
+    "drip": (
+        lambda: Route(b"<html><body>" + b"x" * 100, content_type=HTML, drip=0.05),
+        "took longer",
+    ),
+}
+"""Pages that fail for a passing cause: tried again before the feed's text is used."""
+
+
+def talks_feed(feed_server: FeedServer) -> dict[str, Any]:
+    """A full_text feed of one item whose article, not its headline, names Peskov."""
+    feed_server.routes["/feed.xml"] = Route(
+        rss(item("1", "Negotiators return", feed_server.url("/a/talks")))
+    )
+    return {"url": feed_server.url("/feed.xml"), "name": "world", "full_text": True}
+
+
+def retries(caplog: Any) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
+
+
+def test_a_page_that_fails_for_a_passing_cause_is_read_once_it_is_back(
+    config, feed_server, receiver, caplog, tmp_path
+):
+    """A site that buckles under a breaking story answers 503 at first: the item waits,
+    and alerts on its article once the page is back, not on the feed's text."""
+    feed_server.routes["/a/talks"] = page("kremlin-talks")
+    feed_server.planned["/a/talks"] = [Route(b"busy", status=503, content_type="text/plain")]
+    cfg = config({**talks_feed(feed_server), "backfill": True})
+    with caplog.at_level(logging.INFO):
+        run_once(cfg)
+    assert receiver.bodies("/hook") == []  # "Negotiators return" alone matches nothing
+    assert retries(caplog) == [
+        f"feed world: article page failed (HTTP 503 Service Unavailable); trying again in"
+        f" 30s: {feed_server.url('/a/talks')}"
+    ]
+    store = open_store(cfg.settings.database)
+    assert store.claim_articles(now(), 10, timedelta(minutes=1)) == []
+    [waiting] = store.claim_articles(now() + timedelta(seconds=31), 10, timedelta(minutes=1))
+    assert waiting.tries == 1
+    store.release_articles([waiting.id])  # as if the 30 s had passed
+    store.close()
+    run_once(cfg)
+    [hook] = receiver.bodies("/hook")
+    assert hook["rule"] == "peskov" and "Peskov" in hook["excerpt"]
+    assert article_requests(feed_server) == ["/a/talks", "/a/talks"]
+
+
+def test_the_wait_before_another_try_is_what_the_site_asks(config, feed_server, caplog):
+    feed_server.routes["/a/talks"] = Route(
+        b"slow down", status=429, content_type="text/plain", headers={"Retry-After": "120"}
+    )
+    with caplog.at_level(logging.INFO):
+        run_once(config({**talks_feed(feed_server), "backfill": True}))
+    [line] = retries(caplog)
+    assert "trying again in 2min:" in line
+
+
+@pytest.mark.parametrize("case", PASSING)
+def test_a_page_that_keeps_failing_is_given_up_and_the_item_matched_on_the_feed_text(
+    case, config, feed_server, receiver, caplog, monkeypatch
+):
+    monkeypatch.setattr(fulltext, "RETRY", timedelta(0))  # each try due at once
+    make, cause = PASSING[case]
+    feed_server.routes["/a/bad"] = make()
+    feed_server.routes["/feed.xml"] = Route(
+        rss(item("1", "Peskov on the talks", feed_server.url("/a/bad")))
+    )
+    full = {"url": feed_server.url("/feed.xml"), "name": "world", "full_text": True}
+    with caplog.at_level(logging.INFO):
+        run_once(config({**full, "backfill": True}, timeout="1s"))
+    assert article_requests(feed_server) == ["/a/bad"] * fulltext.TRIES
+    assert len(retries(caplog)) == fulltext.TRIES - 1
+    assert all(cause in line for line in retries(caplog))
+    failures = [r.getMessage() for r in caplog.records if "article not used" in r.getMessage()]
+    assert len(failures) == 1 and cause in failures[0]
+    [hook] = receiver.bodies("/hook")
+    assert hook["rule"] == "peskov" and hook["excerpt"] is None
 
 
 def test_a_link_that_is_not_http_is_never_fetched(config, feed_server, receiver):

@@ -106,6 +106,8 @@ class PendingArticle:
     entry: Entry
     canonical: str
     """Its canonical link: items of the same story share their page, fetched once."""
+    tries: int = 0
+    """Fetches of its page that failed for a passing cause, and are to be tried again."""
 
 
 @dataclass(frozen=True)
@@ -334,8 +336,11 @@ class Articles(ABC):
         canonical link), so that a page is fetched once for all of them."""
 
     @abstractmethod
-    def release_articles(self, item_ids: Sequence[int], until: datetime | None = None) -> None:
-        """Give back leased pending items, to be claimed again from ``until`` on."""
+    def release_articles(
+        self, item_ids: Sequence[int], until: datetime | None = None, *, tried: bool = False
+    ) -> None:
+        """Give back leased pending items, to be claimed again from ``until`` on; ``tried``:
+        after a failed fetch of their page, counted in their ``tries``."""
 
     @abstractmethod
     def fetched_article(self, canonical: str) -> str | None:

@@ -211,6 +211,10 @@ MIGRATIONS: list[tuple[str, str | Callable[[psycopg.Connection[Any]], None]]] = 
         );
         """,
     ),
+    (
+        "count_article_tries",
+        "ALTER TABLE items ADD COLUMN article_tries integer NOT NULL DEFAULT 0;",
+    ),
 ]
 
 

@@ -504,7 +504,7 @@ class SQLStore(Store):
             "article = 'pending' AND (article_until IS NULL OR article_until <= ?)"
             " AND feed IN (SELECT name FROM feeds WHERE active = 1)"
         )
-        returning = f" RETURNING id, canonical, {ITEM_COLUMNS}"
+        returning = f" RETURNING id, canonical, article_tries, {ITEM_COLUMNS}"
         with self._write() as tx:
             rows = tx.rows(
                 "UPDATE items SET article_until = ? WHERE id IN (SELECT id FROM items"
@@ -521,17 +521,21 @@ class SQLStore(Store):
                 )
         rows.sort(key=lambda row: row["id"])
         return [
-            PendingArticle(row["id"], row["feed"], entry_of(row), row["canonical"] or "")
+            PendingArticle(
+                row["id"], row["feed"], entry_of(row), row["canonical"] or "", row["article_tries"]
+            )
             for row in rows
         ]
 
-    def release_articles(self, item_ids: Sequence[int], until: datetime | None = None) -> None:
+    def release_articles(
+        self, item_ids: Sequence[int], until: datetime | None = None, *, tried: bool = False
+    ) -> None:
         with self._write() as tx:
             for chunk in _chunks(list(item_ids)):
                 tx.execute(
-                    f"UPDATE items SET article_until = ? WHERE id IN ({_marks(chunk)})"
-                    " AND article = 'pending'",
-                    [until and timestamp(until), *chunk],
+                    "UPDATE items SET article_until = ?, article_tries = article_tries + ?"
+                    f" WHERE id IN ({_marks(chunk)}) AND article = 'pending'",
+                    [until and timestamp(until), int(tried), *chunk],
                 )
 
     def fetched_article(self, canonical: str) -> str | None:

@@ -278,6 +278,12 @@ MIGRATIONS: list[tuple[str, str | Callable[[sqlite3.Connection], None]]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        "count_article_tries",
+        # A page that failed for a passing cause (a 5xx, a timeout) is fetched again a few
+        # times before its item is matched on the feed's text: the tries so far.
+        "ALTER TABLE items ADD COLUMN article_tries INTEGER NOT NULL DEFAULT 0;",
+    ),
 ]
 """Ordered and named; each runs in its own transaction, recorded in ``_sqlite_migrations``
 (the table sqlite-utils kept them in, so databases made before keep their record)."""
