@@ -42,6 +42,7 @@ class FeedServer:
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
         self.planned: dict[str, list[Route]] = {}
+        self.lock = threading.Lock()
         self.requests: list[Request] = []
         self.base = ""
 
@@ -54,8 +55,9 @@ class FeedServer:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.requests.append(Request("GET", self.path, dict(self.headers.items())))
-                planned = server.planned.get(self.path)
-                route = planned.pop(0) if planned else server.routes.get(self.path)
+                with server.lock:
+                    planned = server.planned.get(self.path)
+                    route = planned.pop(0) if planned else server.routes.get(self.path)
                 if route is None:
                     self.send_error(404)
                     return

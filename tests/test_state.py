@@ -882,6 +882,15 @@ def test_a_failed_try_of_an_article_is_counted_and_a_plain_release_is_not(store)
     assert item.tries == 2
 
 
+def test_a_restart_keeps_the_wait_of_an_article_to_be_tried_again(store):
+    ingest(store, "f", [pending("a")])
+    [item] = store.claim_articles(NOW, 10, timedelta(minutes=10))
+    store.release_articles([item.id], until=NOW + timedelta(minutes=5), tried=True)
+    store.release_leases()
+    assert store.claim_articles(NOW, 10, timedelta(minutes=1)) == []
+    assert len(store.claim_articles(NOW + timedelta(minutes=5), 10, timedelta(minutes=1))) == 1
+
+
 def test_pending_articles_of_feeds_no_longer_configured_are_not_claimed(store):
     ingest(store, "f", [pending("a")])
     store.sync_feeds(scheduled("other"), NOW)

@@ -25,7 +25,8 @@ How an item goes through it, and why no alert is lost or sent twice:
 
 A page is fetched once: the items of one story (the same canonical link, from several
 feeds) are claimed together and share one fetch, and a story whose page was fetched before
-reuses that text. ``watcher once`` drains the queue before it delivers; ``watcher run``
+reuses that text. ``watcher once`` drains the queue before it delivers (but the items
+waiting for another try of their page); ``watcher run``
 keeps the pool running, woken by every poll that stored pending items. A dry run records
 nothing: its items are fetched and matched in memory.
 """
@@ -63,11 +64,13 @@ UNKNOWN_FEED_WAIT = timedelta(minutes=1)
 TRIES = 4
 """Fetches of a page that fails for a passing cause (a 5xx, a 429, a timeout, a refused
 connection) before its items are matched on the feed's text: a site that buckles under the
-traffic of a breaking story is read once it is back, not given up on."""
+traffic of a breaking story is read once it is back, not given up on. Only items the
+feed's text matches nothing of wait for it: the others alert at once, on that text."""
 RETRY = timedelta(seconds=30)
 """The wait before the second try, tripled before each next one (30 s, 90 s, 4.5 min), or
-as long as the site asked (``Retry-After``), up to ``RETRY_MOST``."""
+longer if the site asks (``Retry-After``)."""
 RETRY_MOST = timedelta(minutes=10)
+"""The longest wait before another try, whatever the site asks."""
 
 
 def lease(settings: Settings) -> timedelta:
@@ -262,11 +265,14 @@ class FullText:
                 try:
                     content = self._read(reader, link, retry=tries < TRIES)
                 except _Later as later:
-                    wait = min(max(RETRY * 3 ** (tries - 1), later.asked), RETRY_MOST)
-                    _log_retry(reader.name, later.cause, wait, link)
-                    ids = [item.id for item, _ in present]
-                    self.store.release_articles(ids, until=self.clock() + wait, tried=True)
-                    return []
+                    if self._matched(present):  # alerts now, on the feed's text
+                        _log_failure(reader.name, later.cause, link)
+                    else:
+                        wait = retry_wait(tries, later.asked)
+                        _log_retry(reader.name, later.cause, wait, link)
+                        ids = [item.id for item, _ in present]
+                        self.store.release_articles(ids, until=self.clock() + wait, tried=True)
+                        return []
         rules = self.rules()
         outcomes = []
         for item, feed in present:
@@ -282,6 +288,11 @@ class FullText:
                 ArticleOutcome(item.feed, NewItem(entry, matches), created, content is not None)
             )
         return outcomes
+
+    def _matched(self, items: Sequence[tuple[PendingArticle, FeedConfig]]) -> bool:
+        """Whether a rule matches one of the items on the feed's text alone."""
+        matcher = self.rules().matcher
+        return any(match_entry(matcher, item.entry, feed) for item, feed in items)
 
     def _read(self, feed: FeedConfig, link: str, *, retry: bool = False) -> str | None:
         """The article's main text as an item's content, or None when it cannot be had
@@ -311,6 +322,12 @@ class FullText:
             _log_failure(feed.name, f"cannot be extracted, a bug ({type(exc).__name__})", link)
             return None
         return as_content(text)
+
+
+def retry_wait(tries: int, asked: timedelta) -> timedelta:
+    """The wait after the ``tries``-th failed fetch of a page, the site having asked for
+    ``asked`` (``Retry-After``, or 0)."""
+    return min(max(RETRY * 3 ** (tries - 1), asked), RETRY_MOST)
 
 
 class _Later(Exception):

@@ -411,7 +411,9 @@ class Outbox(ABC):
     def release_leases(self) -> int:
         """Give back every lease (deliveries', feeds', notifiers', pending articles'), for
         the one process that may poll an SQLite database: a lease left there is a dead
-        predecessor's. Return the deliveries that were being sent."""
+        predecessor's. A pending article waiting for another try of its page keeps its
+        wait (it was given back with it; at worst it waits one lease). Return the
+        deliveries that were being sent."""
 
 
 class Reports(ABC):

@@ -748,7 +748,7 @@ class SQLStore(Store):
             tx.execute("UPDATE notifier_leases SET owner = NULL, lease_until = NULL")
             tx.execute(
                 "UPDATE items SET article_until = NULL WHERE article = 'pending'"
-                " AND article_until IS NOT NULL"
+                " AND article_until IS NOT NULL AND article_tries = 0"
             )
             return tx.execute(
                 "UPDATE deliveries SET lease_until = NULL WHERE lease_until IS NOT NULL"
