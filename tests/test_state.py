@@ -891,6 +891,19 @@ def test_a_restart_keeps_the_wait_of_an_article_to_be_tried_again(store):
     assert len(store.claim_articles(NOW + timedelta(minutes=5), 10, timedelta(minutes=1))) == 1
 
 
+def test_an_item_of_a_story_waiting_for_another_try_waits_with_it(store):
+    """A page that failed is not fetched again sooner because another feed's item of the
+    same story came in meanwhile."""
+    ingest(store, "f1", [pending("a", "http://news.example/story")])
+    [item] = store.claim_articles(NOW, 10, timedelta(minutes=10))
+    store.release_articles([item.id], until=NOW + timedelta(minutes=5), tried=True)
+    ingest(store, "f2", [pending("b", "http://news.example/story?utm_source=x")])
+    ingest(store, "f3", [pending("c", "http://news.example/other")])
+    assert [i.feed for i in store.claim_articles(NOW, 10, timedelta(hours=1))] == ["f3"]
+    later = store.claim_articles(NOW + timedelta(minutes=5), 10, timedelta(minutes=1))
+    assert sorted(i.feed for i in later) == ["f1", "f2"]
+
+
 def test_pending_articles_of_feeds_no_longer_configured_are_not_claimed(store):
     ingest(store, "f", [pending("a")])
     store.sync_feeds(scheduled("other"), NOW)

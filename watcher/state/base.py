@@ -333,7 +333,8 @@ class Articles(ABC):
     def claim_articles(self, now: datetime, limit: int, lease: timedelta) -> list[PendingArticle]:
         """Lease up to ``limit`` pending items of configured feeds that no live process
         holds, oldest first, each with the other pending items of its story (the same
-        canonical link), so that a page is fetched once for all of them."""
+        canonical link), so that a page is fetched once for all of them. The items of a
+        story that waits for another try of its page are left until then, newcomers too."""
 
     @abstractmethod
     def release_articles(

@@ -500,16 +500,18 @@ class SQLStore(Store):
         if limit <= 0:
             return []
         stamp, until = timestamp(now), timestamp(now + lease)
-        free = (
+        free = (  # and no item of its story waits for another try of their page
             "article = 'pending' AND (article_until IS NULL OR article_until <= ?)"
             " AND feed IN (SELECT name FROM feeds WHERE active = 1)"
+            " AND NOT EXISTS (SELECT 1 FROM items w WHERE w.canonical = items.canonical"
+            " AND w.article = 'pending' AND w.article_tries > 0 AND w.article_until > ?)"
         )
         returning = f" RETURNING id, canonical, article_tries, {ITEM_COLUMNS}"
         with self._write() as tx:
             rows = tx.rows(
                 "UPDATE items SET article_until = ? WHERE id IN (SELECT id FROM items"
                 f" WHERE {free} ORDER BY id LIMIT ?{self.lock_rows}){returning}",
-                [until, stamp, limit],
+                [until, stamp, stamp, limit],
             )
             stories = sorted({row["canonical"] for row in rows if row["canonical"]})
             for chunk in _chunks(stories):
@@ -517,7 +519,7 @@ class SQLStore(Store):
                     "UPDATE items SET article_until = ? WHERE id IN (SELECT id FROM items"
                     f" WHERE {free} AND canonical IN ({_marks(chunk)}){self.lock_rows})"
                     f"{returning}",
-                    [until, stamp, *chunk],
+                    [until, stamp, stamp, *chunk],
                 )
         rows.sort(key=lambda row: row["id"])
         return [
