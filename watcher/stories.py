@@ -14,8 +14,8 @@ match (every story of a rule ``Peskov`` has ``Peskov``). Merging two events into
 an alert, the worse error, so the bar is high: a report joins a story only when it shares
 with one of its reports at least two anchors (names, numbers, words rare for the rule),
 no headline names only people the other report never mentions (Zelensky backs a plan,
-Peskov answers it: two stories; ``FOLLOW_UP`` on, one such name in the new headline is
-enough), and the score clears ``THRESHOLD``, which rises with the time between the two.
+Peskov answers it: two stories; ``FOLLOW_UP`` on, one such name or figure in the new
+headline is enough), and the score clears ``THRESHOLD``, which rises with the time between the two.
 Every decision can be explained (``Verdict.explain``).
 
 The choice is deterministic: the same reports in the same order make the same stories.
@@ -76,8 +76,9 @@ ANCHORS = 2
 """Shared anchors (names, numbers, rare words) a report needs with a story's report."""
 FOLLOW_UP = timedelta(hours=6)
 """Outlets tell one event within hours. A report this long after another whose headline
-names anyone the other never mentions tells a development: Lavrov rejecting, the next day,
-the truce Zelensky offered."""
+names anyone, or gives a figure, that the other never mentions tells a development: Lavrov
+rejecting, the next day, the truce Zelensky offered; Kyiv counting 3,000 breaches of the
+truce Putin declared."""
 
 ENTITIES = frozenset(ALIASES.values()) | (frozenset(PHRASES.values()) - set(SYNONYMS.values()))
 """Known places and organisations (the words ``ALIASES`` and ``PHRASES`` give)."""
@@ -389,7 +390,7 @@ class Verdict:
         told = f"{outcome}: score {self.score:.2f} (needs {self.threshold:.2f}), shared {words}"
         if self.apart[0] or self.apart[1]:
             named = ", ".join(self.apart[0] or self.apart[1])
-            told += f"; a headline names {named}, the other report does not"
+            told += f"; the headline's {named} is not in the other report"
         return told
 
 
@@ -452,16 +453,23 @@ def _apart(
     they set the two apart: two actors, two stories (Zelensky accepts a plan, Peskov
     answers it). Within ``FOLLOW_UP``, a headline sets them apart when none of its names
     is in the other report (outlets name a story's actors differently); after it, the new
-    report's headline sets them apart when any of its names is not (a development).
-    Places do not count (they are the setting, not the actor), nor do names in a lead only
-    (a lead names many in passing). Empty when nothing sets them apart."""
+    report's headline sets them apart when any of its names or figures is not (a
+    development). Places do not count (they are the setting, not the actor), nor do names
+    in a lead only (a lead names many in passing). Empty when nothing sets them apart."""
     for first, second, flip in ((new, old, False), (old, new, True)):
         headline = {word for word in _names(first, ignore) if first.words[word].endswith("t")}
         unknown = headline - second.words.keys()
+        if not flip and gap >= FOLLOW_UP:
+            unknown |= _figures(first) - second.words.keys()
         if unknown and (unknown == headline or (not flip and gap >= FOLLOW_UP)):
             named = tuple(sorted(unknown))
             return ((), named) if flip else (named, ())
     return ((), ())
+
+
+def _figures(report: Report) -> set[str]:
+    """The numbers of a report's headline."""
+    return {word for word, kind in report.words.items() if kind == "nt"}
 
 
 def _kind(first: str, second: str) -> str:
