@@ -372,8 +372,8 @@ class Verdict:
     """The words both hold, heaviest first, with their weights."""
     anchors: int
     apart: tuple[tuple[str, ...], tuple[str, ...]] = ((), ())
-    """Names in the headline of the new report, or of the other, that the other report
-    never mentions (``_apart``)."""
+    """Names (and, ``FOLLOW_UP`` on, figures) in the headline of the new report, or of the
+    other, that the other report never mentions (``_apart``)."""
 
     @property
     def same(self) -> bool:
@@ -389,8 +389,9 @@ class Verdict:
         outcome = "same story" if self.same else "another story"
         told = f"{outcome}: score {self.score:.2f} (needs {self.threshold:.2f}), shared {words}"
         if self.apart[0] or self.apart[1]:
+            whose = "new" if self.apart[0] else "earlier"
             named = ", ".join(self.apart[0] or self.apart[1])
-            told += f"; the headline's {named} is not in the other report"
+            told += f"; the {whose} headline's {named}: not in the other report"
         return told
 
 
@@ -449,8 +450,8 @@ def _names(report: Report, ignore: Collection[str]) -> set[str]:
 def _apart(
     new: Report, old: Report, ignore: Collection[str], gap: timedelta = timedelta(0)
 ) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The names in one report's headline that the other report never mentions, when
-    they set the two apart: two actors, two stories (Zelensky accepts a plan, Peskov
+    """The names (or figures) in one report's headline that the other report never
+    mentions, when they set the two apart: two actors, two stories (Zelensky accepts a plan, Peskov
     answers it). Within ``FOLLOW_UP``, a headline sets them apart when none of its names
     is in the other report (outlets name a story's actors differently); after it, the new
     report's headline sets them apart when any of its names or figures is not (a
@@ -460,7 +461,7 @@ def _apart(
         headline = {word for word in _names(first, ignore) if first.words[word].endswith("t")}
         unknown = headline - second.words.keys()
         if not flip and gap >= FOLLOW_UP:
-            unknown |= _figures(first) - second.words.keys()
+            unknown |= _figures(first) - second.words.keys() - set(ignore)
         if unknown and (unknown == headline or (not flip and gap >= FOLLOW_UP)):
             named = tuple(sorted(unknown))
             return ((), named) if flip else (named, ())
