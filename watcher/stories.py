@@ -15,8 +15,8 @@ an alert, the worse error, so the bar is high: a report joins a story only when 
 with one of its reports at least two anchors (names, numbers, words rare for the rule),
 no headline names only people the other report never mentions (Zelensky backs a plan,
 Peskov answers it: two stories; ``FOLLOW_UP`` on, one such name or figure in the new
-headline is enough), and the score clears ``THRESHOLD``, which rises with the time between the two.
-Every decision can be explained (``Verdict.explain``).
+headline is enough), and the score clears ``THRESHOLD``, which rises with the time
+between the two. Every decision can be explained (``Verdict.explain``).
 
 The choice is deterministic: the same reports in the same order make the same stories.
 """
